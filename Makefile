@@ -1,0 +1,62 @@
+# The platform's commands. A fresh clone needs only python3 (with venv) and make:
+# everything else is installed by these targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
+PY := .venv/bin/python
+PYTEST := $(PY) -m pytest
+PROTOS := $(shell find proto -name '*.proto')
+STUBS := libs/crmproto/src/crm/.generated
+
+.PHONY: help install dev test test-unit test-int e2e proto lint bench down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(TOOLS)/bin/uv:
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) | $(UV)
+	$(UV) sync --all-packages --frozen
+	touch $@
+
+$(STUBS): $(PROTOS) proto/generate.py .venv/.synced
+	$(PY) proto/generate.py
+	touch $@
+
+install: .venv/.synced $(STUBS) ## the Python environment and the generated gRPC stubs
+
+proto: ## regenerate the Python stubs from proto/ (they are never committed)
+	$(PY) proto/generate.py && touch $(STUBS)
+
+dev: install ## run the whole platform locally with demo data (Ctrl-C stops everything)
+	$(PY) deploy/local/devstack.py dev
+
+test: install lint ## lint, then the whole suite against real servers
+	$(PYTEST)
+
+test-unit: install ## unit tests only (no servers)
+	$(PYTEST) -m "not integration and not e2e"
+
+test-int: install ## integration tests against the real servers
+	$(PYTEST) -m integration
+
+e2e: install ## end-to-end tests: the platform started as `make dev` starts it
+	$(PYTEST) -m e2e
+
+lint: install ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+bench: install ## benchmarks, each next to its baseline measured in the same run
+	$(PY) bench/ingest_e2e.py
+
+down: ## stop whatever `make dev` left running
+	@if [ -x $(PY) ]; then $(PY) deploy/local/devstack.py down; fi
+
+clean: down ## remove the environment, generated stubs and local data
+	rm -rf .venv $(TOOLS) .local libs/crmproto/src/crm .mypy_cache .ruff_cache .pytest_cache

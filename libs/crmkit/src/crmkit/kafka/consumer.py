@@ -1,0 +1,212 @@
+"""The consumer runner: at-least-once delivery made effectively-once by idempotent handlers.
+
+- Offsets are committed only after a record's effect (manual commits).
+- A failing record is retried with backoff; one that keeps failing, or can never succeed,
+  goes to ``<topic>.dlq`` with the error in its headers, and the partition moves on.
+- A dependency that is down (a transient error) is waited for: the record is never dropped.
+- Rebalance-safe: a revoked partition's processed offsets are committed before it is given
+  up, and a batch in progress finishes first (the lock below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from crmkit.kafka.envelope import Envelope
+from crmkit.kafka.producer import Producer
+from crmkit.kafka.retry import DeadLetter, RetryPolicy
+from crmkit.settings import InfraSettings
+from crmkit.telemetry import context_from_headers
+from crmkit.topics import dlq
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("crmkit.kafka")
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.runner.lock:  # wait for the batch in progress
+            await self.runner.commit_processed(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.runner.assigned.set()
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        settings: InfraSettings,
+        group_id: str,
+        handlers: Mapping[str, Handler],
+        producer: Producer,
+        policy: RetryPolicy | None = None,
+        max_records: int = 200,
+        client_id: str | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self.handlers = dict(handlers)
+        self.producer = producer
+        self.policy = policy or RetryPolicy()
+        self.max_records = max_records
+        self.lock = asyncio.Lock()
+        self.assigned = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._pending: dict[TopicPartition, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.processed = 0
+        self.dead_lettered = 0
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=group_id,
+            client_id=client_id or group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # The default max_poll_interval (5 min) is kept: a handler waiting out a longer
+            # outage makes the consumer rejoin, and its records are delivered again, which
+            # idempotent handlers absorb. (A larger value slows every group join on tansu.)
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.subscribe(list(self.handlers), listener=_Rebalance(self))
+        self._task = asyncio.create_task(self._run(), name=f"consumer {self.group_id}")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, grace)
+            except TimeoutError:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        await self.commit_processed(None)
+        await self._consumer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def commit_processed(self, partitions: set[TopicPartition] | None) -> None:
+        offsets = {
+            tp: offset
+            for tp, offset in self._pending.items()
+            if partitions is None or tp in partitions
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except Exception:
+            # The records will be delivered again; handlers are idempotent.
+            log.warning("offset commit failed", extra={"group": self.group_id}, exc_info=True)
+            return
+        for tp in offsets:
+            self._pending.pop(tp, None)
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
+            except Exception:
+                log.warning("fetch failed; retrying", extra={"group": self.group_id}, exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            if not batches:
+                continue
+            async with self.lock:
+                for tp, records in batches.items():
+                    for record in records:
+                        if self._stopping.is_set():
+                            break
+                        if not await self._handle(record):
+                            break  # stopping while waiting out a dependency: not processed
+                        self._pending[tp] = record.offset + 1
+                await self.commit_processed(set(batches))
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Handle one record until it succeeded or was dead-lettered; False if stopped first."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._process(record)
+                self.processed += 1
+                return True
+            except Exception as error:
+                decision = self.policy.decide(attempt, error)
+                if isinstance(decision, DeadLetter):
+                    await self._dead_letter(record, decision.reason, attempt)
+                    return True
+                log.warning(
+                    "handler failed; retrying",
+                    extra={"group": self.group_id, "topic": record.topic, "attempt": attempt,
+                           "error": type(error).__name__, "delay": decision.delay},
+                )
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), decision.delay)
+                    return False
+                except TimeoutError:
+                    continue
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        headers = list(record.headers or ())
+        trace_headers = {k: v.decode(errors="replace") for k, v in headers
+                         if k in ("traceparent", "tracestate")}
+        with _tracer.start_as_current_span(
+            f"{record.topic} process",
+            kind=SpanKind.CONSUMER,
+            context=context_from_headers(trace_headers),
+            attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic,
+                        "messaging.consumer.group.name": self.group_id,
+                        "messaging.kafka.offset": record.offset},
+        ) as span:
+            try:
+                envelope = Envelope.from_record(headers, record.value)
+                span.set_attribute("messaging.message.id", envelope.id)
+                await self.handlers[record.topic](envelope)
+            except Exception as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str, attempts: int) -> None:
+        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq_")]
+        headers += [
+            ("dlq_reason", reason.encode()),
+            ("dlq_topic", record.topic.encode()),
+            ("dlq_partition", str(record.partition).encode()),
+            ("dlq_offset", str(record.offset).encode()),
+            ("dlq_group", self.group_id.encode()),
+            ("dlq_attempts", str(attempts).encode()),
+            ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        # Waits for the broker: the offset is committed only once the DLQ has the record.
+        while True:
+            try:
+                future = await self.producer.send_raw(
+                    dlq(record.topic), record.key, record.value or b"", headers
+                )
+                await future
+                break
+            except Exception:
+                log.warning("DLQ write failed; retrying", exc_info=True)
+                await asyncio.sleep(1)
+        self.dead_lettered += 1
+        log.error(
+            "record dead-lettered",
+            extra={"group": self.group_id, "topic": record.topic, "partition": record.partition,
+                   "offset": record.offset, "reason": reason[:200]},
+        )

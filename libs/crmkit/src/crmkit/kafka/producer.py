@@ -1,0 +1,70 @@
+"""The one Kafka producer of a process: acks=all, idempotence as a setting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from crmkit.kafka.envelope import Event
+from crmkit.settings import InfraSettings
+
+_tracer = trace.get_tracer("crmkit.kafka")
+
+
+class Producer:
+    def __init__(self, settings: InfraSettings, client_id: str) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=settings.kafka_enable_idempotence,
+            linger_ms=5,
+            request_timeout_ms=15000,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> asyncio.Future[object]:
+        """Queue one record; the returned future resolves when the broker acknowledged it."""
+        future: asyncio.Future[object] = await self._producer.send(
+            topic, value=value, key=key, headers=list(headers)
+        )
+        return future
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Send events in order and wait until the broker has every one of them."""
+        futures = []
+        for event in events:
+            env = event.envelope
+            with _tracer.start_as_current_span(
+                f"{event.topic} publish",
+                kind=SpanKind.PRODUCER,
+                context=_context_of(env.trace),
+                attributes={"messaging.system": "kafka", "messaging.destination.name": event.topic,
+                            "messaging.message.id": env.id, "cloudevents.event_type": env.type},
+            ):
+                futures.append(
+                    await self.send_raw(event.topic, event.key.encode(), env.data, env.headers())
+                )
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def ping(self) -> None:
+        """Readiness: the broker answers a metadata request."""
+        await self._producer.client.fetch_all_metadata()
+
+
+def _context_of(headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    from crmkit.telemetry import context_from_headers
+
+    return context_from_headers(headers) if headers else None

@@ -1,0 +1,149 @@
+"""MongoDB through PyMongo's async client: the unit of work with its outbox, and the relay.
+
+A unit of work is a multi-document transaction (the server is a replica set): the state
+change, the outbox documents and the processed-event ids commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from crmkit.kafka.envelope import Envelope, Event
+from crmkit.kafka.producer import Producer
+from crmkit.relay import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+
+def create_client(uri: str) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000, uuidRepresentation="standard")
+
+
+class MongoUnitOfWork:
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
+        self.db = db
+        self.session = session
+        self.events: list[Event] = []
+
+    def add(self, event: Event) -> None:
+        self.events.append(event)
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        """Record that ``consumer`` applies ``event_id``; False when it already did. A concurrent
+        claim of the same id makes the transaction fail on the unique _id and be retried."""
+        key = f"{consumer}:{event_id}"
+        if await self.db.processed_events.find_one({"_id": key}, session=self.session):
+            return False
+        await self.db.processed_events.insert_one(
+            {"_id": key, "processed_at": datetime.now(UTC)}, session=self.session
+        )
+        return True
+
+    async def _flush(self) -> None:
+        if not self.events:
+            return
+        docs = [
+            {
+                "_id": ObjectId(),
+                "topic": e.topic,
+                "key": e.key,
+                "headers": [[k, v] for k, v in e.envelope.headers()],
+                "value": e.envelope.data,
+                "created_at": datetime.now(UTC),
+            }
+            for e in self.events
+        ]
+        await self.db.outbox.insert_many(docs, ordered=True, session=self.session)
+
+
+class MongoDatabase:
+    def __init__(self, client: AsyncMongoClient[Document], name: str) -> None:
+        self.client = client
+        self.db: AsyncDatabase[Document] = client[name]
+        self._on_commit: list[Callable[[], None]] = []
+
+    def on_events_committed(self, callback: Callable[[], None]) -> None:
+        self._on_commit.append(callback)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[MongoUnitOfWork]:
+        async with self.client.start_session() as session:
+            await session.start_transaction(
+                read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
+            )
+            uow = MongoUnitOfWork(self.db, session)
+            try:
+                yield uow
+                await uow._flush()
+                await session.commit_transaction()
+            except BaseException:
+                if session.in_transaction:
+                    await session.abort_transaction()
+                raise
+        if uow.events:
+            for callback in self._on_commit:
+                callback()
+
+    async def ping(self) -> None:
+        await self.client.admin.command("ping")
+
+
+class MongoOutboxRelay(OutboxRelay):
+    """Publishes outbox documents in _id order (ObjectIds grow within a process) and deletes
+    them. One relay at a time per database holds a lease, so order per key survives replicas."""
+
+    LEASE_SECONDS = 15
+
+    def __init__(self, database: MongoDatabase, producer: Producer, batch_size: int = 500,
+                 poll_interval: float = 0.5) -> None:
+        super().__init__(batch_size, poll_interval)
+        self.db = database.db
+        self.producer = producer
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self)}"
+
+    async def _hold_lease(self) -> bool:
+        now = datetime.now(UTC)
+        try:
+            await self.db.locks.find_one_and_update(
+                {"_id": "outbox-relay", "$or": [{"owner": self.owner}, {"expires_at": {"$lt": now}}]},
+                {"$set": {"owner": self.owner,
+                          "expires_at": now + timedelta(seconds=self.LEASE_SECONDS)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False  # another relay holds a live lease
+        return True
+
+    async def publish_batch(self) -> int:
+        if not await self._hold_lease():
+            return 0
+        docs = await self.db.outbox.find().sort("_id", ASCENDING).limit(self.batch_size).to_list()
+        if not docs:
+            return 0
+        events = [
+            Event(
+                topic=d["topic"],
+                key=d["key"],
+                envelope=Envelope.from_record([(k, bytes(v)) for k, v in d["headers"]], bytes(d["value"])),
+            )
+            for d in docs
+        ]
+        await self.producer.publish(events)
+        await self.db.outbox.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+        return len(docs)
+

@@ -1,0 +1,94 @@
+"""Typed settings: one infrastructure block shared by every service, one block per service.
+
+Infrastructure settings are read from ``CRM_*`` variables (one place to point every service
+at real clusters); a service's own settings from ``<SERVICE>_*``. Both fail fast: a missing
+or well-known secret stops the process at start, not at the first request.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "dev", "test", "jwt-secret"}
+
+
+class ApiKeyEntry(BaseModel):
+    """An integration's API key, stored only as the SHA-256 hex digest of the key."""
+
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    workspace_id: str
+    scopes: list[str]
+
+
+class InfraSettings(BaseSettings):
+    """Where the shared infrastructure is, and the secrets every service shares."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
+
+    environment: Literal["dev", "test", "prod"] = "dev"
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    # On for real Kafka; tansu (the local broker) has no idempotent producer.
+    kafka_enable_idempotence: bool = False
+    postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    mongo_uri: str = "mongodb://127.0.0.1:27117/?replicaSet=secantus"
+    # Every database name starts with this, so that a test run can use its own.
+    database_prefix: str = "crm_"
+    # Every consumer group name starts with this: deployments sharing a cluster stay apart.
+    consumer_group_prefix: str = "crm."
+    # HS256 key for local users' tokens and for the short-lived tokens services mint
+    # for each other. Required: there is no default.
+    jwt_secret: SecretStr
+    # RS256/ES256 user tokens from an identity provider are verified against this JWKS.
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str = "crm"
+    jwt_audience: str = "crm"
+    api_keys: list[ApiKeyEntry] = Field(default_factory=list)
+    # "otlp" uses the standard OTEL_EXPORTER_OTLP_* variables for the endpoint.
+    otel_exporter: Literal["otlp", "console", "none"] = "none"
+    log_level: str = "INFO"
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw.lower() in _WEAK_SECRETS or len(raw) < 32:
+            raise ValueError("CRM_JWT_SECRET must be a random value of at least 32 characters")
+        return value
+
+    def postgres_dsn_for(self, database: str) -> str:
+        parts = urlsplit(self.postgres_dsn)
+        return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings; subclasses set ``env_prefix`` and ``service_name``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service_name: str = "service"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50050
+    # How long a stopping service waits for in-flight consumers and requests.
+    shutdown_grace_seconds: float = 10.0
+    infra: InfraSettings = Field(default_factory=lambda: InfraSettings())
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServiceSettings:
+        if self.http_port == self.grpc_port:
+            raise ValueError("http_port and grpc_port must differ")
+        return self
+
+    @property
+    def database_name(self) -> str:
+        return f"{self.infra.database_prefix}{self.service_name}"
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.infra.consumer_group_prefix}{self.service_name}"

@@ -1,0 +1,95 @@
+"""The HTTP side of every service: the app factory, health and readiness, and ``serve``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from crmkit.auth import Authenticator
+from crmkit.logging import configure_logging
+from crmkit.problems import PROBLEM_JSON, install_problem_handlers
+from crmkit.settings import ServiceSettings
+from crmkit.telemetry import setup_telemetry
+
+S = TypeVar("S", bound=ServiceSettings)
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    lifespan: Lifespan,
+    routers: Sequence[APIRouter],
+    *,
+    title: str,
+    description: str = "",
+) -> FastAPI:
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.authenticator = Authenticator(settings.infra)
+    install_problem_handlers(app)
+    app.include_router(_health_router())
+    for router in routers:
+        app.include_router(router)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    return app
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Alive: answers while the process runs; checks nothing else")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Ready: every dependency answers",
+                responses={503: {"description": "A dependency does not answer"}})
+    async def readyz(request: Request) -> Any:
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is None:
+            return _not_ready({"runtime": "starting"})
+        failures = await runtime.check_ready()
+        if failures:
+            return _not_ready(failures)
+        return {"status": "ready"}
+
+    return router
+
+
+def _not_ready(failures: dict[str, str]) -> JSONResponse:
+    body = {"type": "https://crm.example/problems/not-ready", "title": "Not ready",
+            "status": 503, "checks": failures}
+    return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
+
+
+def serve(create_app: Callable[[S], FastAPI], settings: S) -> None:
+    """Run one service process: logging, telemetry, then the app (HTTP, gRPC and consumers
+    share its lifespan). SIGTERM and Ctrl-C drain it gracefully."""
+    configure_logging(settings.service_name, settings.infra.log_level)
+    setup_telemetry(settings.service_name, settings.infra.otel_exporter)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+    server = uvicorn.Server(config)
+    asyncio.run(_serve(server))
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    await server.serve()
+    if not server.started:
+        raise SystemExit(1)
+
+

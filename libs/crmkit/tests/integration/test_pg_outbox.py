@@ -1,0 +1,95 @@
+"""The PostgreSQL outbox against the real database and broker."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from crm.common.v1 import common_pb2
+from crmkit.kafka import Envelope, Producer, make_event
+from crmkit.postgres import PgDatabase, PgOutboxRelay, migrate
+from crmkit.settings import InfraSettings
+
+from .conftest import read_all
+
+pytestmark = pytest.mark.integration
+
+
+def money_event(topic: str, aggregate: str, amount: int):  # type: ignore[no-untyped-def]
+    return make_event(topic=topic, type="crm.test.money.v1", source="/test", workspace="ws",
+                      subject=aggregate, payload=common_pb2.Money(amount_minor=amount, currency="EUR"))
+
+
+async def test_events_commit_with_the_state_change_and_are_published_in_order(
+    clean_pg: PgDatabase, producer: Producer, infra: InfraSettings, topic: str
+) -> None:
+    for batch in range(4):
+        async with clean_pg.unit_of_work() as uow:
+            for aggregate in ("a", "b", "c"):
+                uow.add(money_event(topic, aggregate, batch))
+    relay = PgOutboxRelay(clean_pg.pool, producer, batch_size=5)
+    while await relay.publish_batch():
+        pass
+    assert await clean_pg.pool.fetchval("SELECT count(*) FROM outbox") == 0
+    records = await read_all(infra, topic, 12)
+    by_key: dict[bytes, list[int]] = defaultdict(list)
+    for record in records:
+        envelope = Envelope.from_record(record.headers, record.value)
+        money = envelope.parse(common_pb2.Money)
+        assert isinstance(money, common_pb2.Money)
+        by_key[record.key].append(money.amount_minor)
+    assert by_key == {b"ws:a": [0, 1, 2, 3], b"ws:b": [0, 1, 2, 3], b"ws:c": [0, 1, 2, 3]}
+
+
+async def test_a_rolled_back_transaction_publishes_nothing(clean_pg: PgDatabase, topic: str) -> None:
+    with pytest.raises(RuntimeError):
+        async with clean_pg.unit_of_work() as uow:
+            await uow.conn.execute("INSERT INTO effects VALUES ('x', 1)")
+            uow.add(money_event(topic, "a", 1))
+            raise RuntimeError("the use case failed")
+    assert await clean_pg.pool.fetchval("SELECT count(*) FROM outbox") == 0
+    assert await clean_pg.pool.fetchval("SELECT count(*) FROM effects") == 0
+
+
+class CrashAfterPublish(Producer):
+    """The relay's process dies after the broker acknowledged, before the rows are deleted."""
+
+    async def publish(self, events):  # type: ignore[no-untyped-def]
+        await super().publish(events)
+        raise SystemExit("killed")
+
+
+async def test_a_relay_crash_after_publishing_loses_nothing_and_repeats_at_most_the_batch(
+    clean_pg: PgDatabase, producer: Producer, infra: InfraSettings, topic: str
+) -> None:
+    async with clean_pg.unit_of_work() as uow:
+        for n in range(3):
+            uow.add(money_event(topic, "a", n))
+    crashing = CrashAfterPublish(infra, client_id="crash")
+    await crashing.start()
+    try:
+        with pytest.raises(SystemExit):
+            await PgOutboxRelay(clean_pg.pool, crashing).publish_batch()
+    finally:
+        await crashing.stop()
+    assert await clean_pg.pool.fetchval("SELECT count(*) FROM outbox") == 3
+    assert await PgOutboxRelay(clean_pg.pool, producer).publish_batch() == 3
+    records = await read_all(infra, topic, 6)
+    ids = [Envelope.from_record(r.headers, r.value).id for r in records]
+    assert len(ids) == 6
+    assert len(set(ids)) == 3  # the same three events twice: consumers dedupe by ce_id
+
+
+async def test_only_one_relay_publishes_at_a_time(clean_pg: PgDatabase, producer: Producer,
+                                                  topic: str) -> None:
+    async with clean_pg.unit_of_work() as uow:
+        uow.add(money_event(topic, "a", 1))
+    async with clean_pg.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", 0x43524D52)
+        assert await PgOutboxRelay(clean_pg.pool, producer).publish_batch() == 0
+    assert await PgOutboxRelay(clean_pg.pool, producer).publish_batch() == 1
+
+
+async def test_migrations_apply_once(clean_pg: PgDatabase) -> None:
+    assert await migrate(clean_pg.pool) == []

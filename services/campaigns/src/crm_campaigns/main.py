@@ -1,0 +1,44 @@
+"""The campaigns process: HTTP API, gRPC server and consumers in one lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI
+
+from crm.campaigns.v1 import campaigns_pb2_grpc
+from crm_campaigns.api.routes import router
+from crm_campaigns.consumers.interactions import interactions_handler
+from crm_campaigns.grpc.servicer import CampaignsServicer
+from crm_campaigns.service import CampaignsService
+from crm_campaigns.settings import Settings
+from crm_campaigns.store.engagement import prepare
+from crmkit import Runtime, create_service_app
+from crmkit.grpc import GrpcAuth
+from crmkit.topics import INTERACTIONS
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Runtime(settings) as runtime:
+            db = await runtime.mongo()
+            await prepare(db)
+            service = CampaignsService(db)
+            # Campaigns publishes no events yet, so it runs no outbox relay.
+            servicer = CampaignsServicer(service, GrpcAuth(runtime.authenticator))
+            await runtime.serve_grpc({
+                "crm.campaigns.v1.CampaignsService":
+                    partial(campaigns_pb2_grpc.add_CampaignsServiceServicer_to_server, servicer),
+            })
+            await runtime.consumer({INTERACTIONS: interactions_handler(service)})
+            app.state.service = service
+            app.state.runtime = runtime
+            yield
+
+    return create_service_app(settings, lifespan, [router], title="CRM campaigns",
+                              description="Audiences, email campaigns, journeys and tracking.")

@@ -1,0 +1,96 @@
+"""Ingest's HTTP API: the inbound email endpoint and interaction reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import BaseModel
+
+from crm_ingest.service import IngestService
+from crm_ingest.settings import Settings
+from crmkit.auth import Principal, require
+from crmkit.problems import NotFound, Problem
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+Writer = Annotated[Principal, Depends(require("interactions:write"))]
+Reader = Annotated[Principal, Depends(require("interactions:read"))]
+EMAIL_TYPES = ("message/rfc822", "text/plain", "application/octet-stream")
+
+
+def ingest_service(request: Request) -> IngestService:
+    service = request.app.state.service
+    assert isinstance(service, IngestService)
+    return service
+
+
+Service = Annotated[IngestService, Depends(ingest_service)]
+
+
+class Accepted(BaseModel):
+    id: str
+    status: str = "accepted"
+
+
+class InteractionOut(BaseModel):
+    id: str
+    contact_id: str
+    channel: str
+    direction: str
+    sender: str
+    subject: str
+    text: str
+    message_id: str
+    occurred_at: datetime
+    received_at: datetime
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is larger than ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, "too-large", "Payload too large", f"the limit is {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Problem(413, "too-large", "Payload too large", f"the limit is {limit} bytes")
+    return bytes(body)
+
+
+@router.post(
+    "/channels/email/inbound",
+    status_code=202,
+    response_model=Accepted,
+    summary="Accept one raw RFC 5322 message; it is processed asynchronously",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "message/rfc822": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+async def inbound_email(request: Request, caller: Writer, service: Service) -> Accepted:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in EMAIL_TYPES:
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      "send the raw message as message/rfc822")
+    settings = request.app.state.settings
+    assert isinstance(settings, Settings)
+    raw = await read_limited(request, settings.max_email_bytes)
+    if not raw.strip():
+        raise Problem(422, "empty-message", "Empty message", "the request body holds no message")
+    raw_id = await service.accept_email(caller.workspace_id, raw, source="email-http")
+    return Accepted(id=raw_id)
+
+
+@router.get("/interactions/{interaction_id}", response_model=InteractionOut)
+async def get_interaction(
+    interaction_id: Annotated[str, Path(max_length=64)], caller: Reader, service: Service
+) -> InteractionOut:
+    item = await service.get_interaction(caller.workspace_id, interaction_id)
+    if item is None:
+        raise NotFound("interaction")
+    return InteractionOut(
+        id=item.id, contact_id=item.contact_id, channel=item.channel, direction=item.direction,
+        sender=item.sender, subject=item.subject, text=item.text, message_id=item.message_id,
+        occurred_at=item.occurred_at, received_at=item.received_at,
+    )

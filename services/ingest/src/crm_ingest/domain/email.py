@@ -1,0 +1,106 @@
+"""Parsing an inbound email (RFC 5322) into what an interaction needs. Pure; never raises
+anything but MalformedEmail, whatever the bytes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
+
+MAX_TEXT_CHARS = 100_000
+
+
+class MalformedEmail(ValueError):
+    """The message cannot become an interaction: it is dead-lettered with this reason."""
+
+
+@dataclass(frozen=True)
+class ParsedEmail:
+    message_id: str
+    in_reply_to: str
+    references: tuple[str, ...]
+    sender_address: str
+    sender_name: str
+    recipients: tuple[str, ...]
+    subject: str
+    text: str
+    sent_at: datetime | None
+
+
+def parse_email(raw: bytes) -> ParsedEmail:
+    if not raw.strip():
+        raise MalformedEmail("empty message")
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+        assert isinstance(message, EmailMessage)
+        return _parse(message, raw)
+    except MalformedEmail:
+        raise
+    except Exception as exc:  # the stdlib parser's failures are many and varied
+        raise MalformedEmail(f"unparseable message: {type(exc).__name__}") from exc
+
+
+def _parse(message: EmailMessage, raw: bytes) -> ParsedEmail:
+    senders = _addresses(message, "from")
+    if not senders:
+        raise MalformedEmail("no sender address in From")
+    sender = senders[0]
+    if "@" not in sender.addr_spec:
+        raise MalformedEmail("the From address is not an email address")
+    recipients = tuple(a.addr_spec.lower() for name in ("to", "cc") for a in _addresses(message, name))
+    message_id = _msg_id(message.get("message-id", ""))
+    if not message_id:
+        # No Message-ID: the content itself identifies the message, so a replay still matches.
+        message_id = "sha256:" + hashlib.sha256(raw).hexdigest()
+    references = tuple(r for r in (_msg_id(p) for p in str(message.get("references", "")).split()) if r)
+    return ParsedEmail(
+        message_id=message_id,
+        in_reply_to=_msg_id(message.get("in-reply-to", "")),
+        references=references,
+        sender_address=sender.addr_spec.lower(),
+        sender_name=sender.display_name or "",
+        recipients=recipients,
+        subject=str(message.get("subject", ""))[:998],
+        text=_text_body(message)[:MAX_TEXT_CHARS],
+        sent_at=_date(message.get("date")),
+    )
+
+
+def _addresses(message: EmailMessage, header: str) -> list[Address]:
+    value = message.get(header)
+    if value is None:
+        return []
+    addresses = getattr(value, "addresses", ())
+    return [a for a in addresses if isinstance(a, Address) and a.addr_spec]
+
+
+def _msg_id(value: object) -> str:
+    text = str(value).strip()
+    return text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
+
+
+def _text_body(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain", "html"))
+    if part is None:
+        return ""
+    try:
+        content = part.get_content()
+    except (LookupError, ValueError):
+        payload = part.get_payload(decode=True)
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    return content if isinstance(content, str) else ""
+
+
+def _date(value: object) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,62 @@
+"""Proto <-> domain mapping for ingest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from crm.common.v1 import common_pb2
+from crm.ingest.v1 import events_pb2, interaction_pb2, raw_pb2
+from crm_ingest.domain import events
+from crm_ingest.domain.interaction import Interaction
+from crmkit.ids import uuid7
+from crmkit.kafka import Event, make_event
+from crmkit.topics import INGEST_RAW, INTERACTIONS
+
+
+def channel_name(channel: str) -> str:
+    """The proto enum label of a channel ("email" -> "CHANNEL_EMAIL")."""
+    return f"CHANNEL_{channel.upper()}"
+
+
+def interaction_to_proto(item: Interaction) -> interaction_pb2.Interaction:
+    message = interaction_pb2.Interaction(
+        id=item.id,
+        workspace_id=item.workspace_id,
+        contact_id=item.contact_id,
+        channel=channel_name(item.channel),
+        direction=f"DIRECTION_{item.direction.upper()}",
+        sender=common_pb2.Identity(kind=f"IDENTITY_KIND_{item.sender_kind.upper()}", value=item.sender),
+        sender_name=item.sender_name,
+        recipients=[
+            common_pb2.Identity(kind=common_pb2.IDENTITY_KIND_EMAIL, value=r) for r in item.recipients
+        ],
+        thread=interaction_pb2.ThreadKeys(
+            message_id=item.message_id, in_reply_to=item.in_reply_to, references=list(item.references)
+        ),
+        subject=item.subject,
+        text=item.text,
+    )
+    message.occurred_at.FromDatetime(item.occurred_at)
+    message.received_at.FromDatetime(item.received_at)
+    return message
+
+
+def interaction_recorded(item: Interaction) -> Event:
+    return make_event(
+        topic=INTERACTIONS,
+        type=events.INTERACTION_RECORDED,
+        source=events.SOURCE,
+        workspace=item.workspace_id,
+        subject=item.contact_id,
+        payload=events_pb2.InteractionRecorded(interaction=interaction_to_proto(item)),
+    )
+
+
+def raw_received(workspace_id: str, channel: str, source: str, content_type: str,
+                 payload: bytes) -> Event:
+    raw = raw_pb2.RawInbound(channel=channel_name(channel), source=source,
+                             content_type=content_type, payload=payload)
+    raw.received_at.FromDatetime(datetime.now(UTC))
+    raw_id = str(uuid7())
+    return make_event(topic=INGEST_RAW, type=events.RAW_RECEIVED, source=events.SOURCE,
+                      workspace=workspace_id, subject=raw_id, payload=raw, event_id=raw_id)

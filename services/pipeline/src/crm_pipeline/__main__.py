@@ -1,0 +1,11 @@
+from crm_pipeline.main import create_app
+from crm_pipeline.settings import Settings
+from crmkit import serve
+
+
+def main() -> None:
+    serve(create_app, Settings())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+TICKET_CREATED = "crm.tickets.ticket.created.v1"
+INTERACTION_RECORDED = "crm.interactions.interaction.recorded.v1"
+SOURCE = "/crm/ticketing"

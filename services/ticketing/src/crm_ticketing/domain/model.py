@@ -1,0 +1,76 @@
+"""Ticketing's domain: threading rules and the ticket. Pure."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+
+class TicketStatus(StrEnum):
+    NEW = "new"
+    OPEN = "open"
+    PENDING = "pending"
+    ON_HOLD = "on_hold"
+    SOLVED = "solved"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """What threading needs to know about one inbound interaction."""
+
+    interaction_id: str
+    workspace_id: str
+    contact_id: UUID
+    channel: str
+    subject: str
+    message_id: str
+    in_reply_to: str
+    references: tuple[str, ...]
+    conversation_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: UUID
+    workspace_id: str
+    contact_id: UUID
+    channel: str
+    subject: str
+    status: TicketStatus
+    message_count: int
+    created_at: datetime
+
+
+def parent_keys(message: InboundMessage) -> list[str]:
+    """Keys of earlier messages this one answers, most specific first. Never the subject."""
+    keys: list[str] = []
+    if message.conversation_id:
+        keys.append(f"conv:{message.channel}:{message.conversation_id}")
+    if message.in_reply_to:
+        keys.append(f"msgid:{message.in_reply_to}")
+    keys.extend(f"msgid:{ref}" for ref in reversed(message.references))
+    return list(dict.fromkeys(keys))
+
+
+def own_keys(message: InboundMessage) -> list[str]:
+    """Keys by which later messages can find this one's ticket."""
+    keys = [f"msgid:{message.message_id}"] if message.message_id else []
+    if message.conversation_id:
+        keys.append(f"conv:{message.channel}:{message.conversation_id}")
+    return keys
+
+
+def encode_cursor(created_at: datetime, ticket_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{ticket_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    stamp, ticket_id = raw.split("|", 1)
+    return datetime.fromisoformat(stamp), UUID(ticket_id)

@@ -1,0 +1,45 @@
+"""The ticketing process: HTTP API, gRPC server, outbox relay and consumers in one lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from crm.ticketing.v1 import ticketing_pb2_grpc
+from crm_ticketing.api.routes import router
+from crm_ticketing.consumers.interactions import interactions_handler
+from crm_ticketing.grpc.servicer import TicketingServicer
+from crm_ticketing.service import TicketingService
+from crm_ticketing.settings import Settings
+from crmkit import Runtime, create_service_app
+from crmkit.grpc import GrpcAuth
+from crmkit.topics import INTERACTIONS
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Runtime(settings) as runtime:
+            db = await runtime.postgres(MIGRATIONS)
+            service = TicketingService(db)
+            await runtime.outbox_relay(db)
+            servicer = TicketingServicer(service, GrpcAuth(runtime.authenticator))
+            await runtime.serve_grpc({
+                "crm.ticketing.v1.TicketingService":
+                    partial(ticketing_pb2_grpc.add_TicketingServiceServicer_to_server, servicer),
+            })
+            await runtime.consumer({INTERACTIONS: interactions_handler(service)})
+            app.state.service = service
+            app.state.runtime = runtime
+            yield
+
+    return create_service_app(settings, lifespan, [router], title="CRM ticketing",
+                              description="One inbox for every channel.")

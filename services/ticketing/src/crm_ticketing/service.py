@@ -1,0 +1,78 @@
+"""Ticketing's use cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from crm_ticketing.domain.model import (
+    InboundMessage,
+    Ticket,
+    TicketStatus,
+    decode_cursor,
+    encode_cursor,
+    own_keys,
+    parent_keys,
+)
+from crm_ticketing.store.tickets import TicketsStore
+from crm_ticketing.wire import ticket_created
+from crmkit.ids import uuid7
+from crmkit.postgres import PgDatabase
+
+THREADING_CONSUMER = "ticketing.threading"
+MAX_PAGE = 100
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TicketPage:
+    items: list[Ticket]
+    next_cursor: str | None
+
+
+class TicketingService:
+    def __init__(self, db: PgDatabase) -> None:
+        self.db = db
+
+    async def thread_inbound(self, event_id: str, message: InboundMessage) -> UUID | None:
+        """Continue the ticket this message answers, or open one. Once per event and per
+        interaction: consuming the same interaction twice changes nothing."""
+        async with self.db.unit_of_work() as uow:
+            if not await uow.claim(THREADING_CONSUMER, event_id):
+                return None
+            store = TicketsStore(uow.conn)
+            if await store.is_threaded(message.workspace_id, message.interaction_id):
+                return None  # the same interaction under another event id
+            ticket_id = await store.ticket_for_keys(message.workspace_id, parent_keys(message))
+            if ticket_id is None:
+                ticket = Ticket(
+                    id=uuid7(), workspace_id=message.workspace_id, contact_id=message.contact_id,
+                    channel=message.channel, subject=message.subject, status=TicketStatus.NEW,
+                    message_count=0, created_at=message.occurred_at,
+                )
+                await store.insert_ticket(ticket)
+                uow.add(ticket_created(ticket, message.interaction_id))
+                ticket_id = ticket.id
+            await store.add_message(ticket_id, message)
+            await store.add_keys(message.workspace_id, ticket_id, own_keys(message))
+        return ticket_id
+
+    async def get_ticket(self, workspace_id: str, ticket_id: UUID) -> Ticket | None:
+        async with self.db.pool.acquire() as conn:
+            return await TicketsStore(conn).get(workspace_id, ticket_id)
+
+    async def list_tickets(self, workspace_id: str, contact_id: UUID | None, cursor: str | None,
+                           limit: int) -> TicketPage:
+        try:
+            after = decode_cursor(cursor) if cursor else None
+        except ValueError as exc:
+            raise InvalidCursor("the cursor is not one this API gave out") from exc
+        limit = max(1, min(limit, MAX_PAGE))
+        async with self.db.pool.acquire() as conn:
+            tickets = await TicketsStore(conn).list(workspace_id, contact_id, after, limit + 1)
+        page = tickets[:limit]
+        more = len(tickets) > limit
+        return TicketPage(page, encode_cursor(page[-1].created_at, page[-1].id) if more else None)

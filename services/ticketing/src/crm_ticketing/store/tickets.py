@@ -1,0 +1,96 @@
+"""The only place with ticketing's SQL. Every query is scoped by workspace."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from crm_ticketing.domain.model import InboundMessage, Ticket, TicketStatus
+
+_COLUMNS = "id, workspace_id, contact_id, channel, subject, status, message_count, created_at"
+
+
+def _ticket(row: Any) -> Ticket:
+    fields = dict(row)
+    fields["status"] = TicketStatus(fields["status"])
+    return Ticket(**fields)
+
+
+class TicketsStore:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def ticket_for_keys(self, workspace_id: str, keys: list[str]) -> UUID | None:
+        if not keys:
+            return None
+        rows = await self.conn.fetch(
+            "SELECT key, ticket_id FROM thread_keys WHERE workspace_id = $1 AND key = ANY($2::text[])",
+            workspace_id, keys,
+        )
+        found = {r["key"]: r["ticket_id"] for r in rows}
+        for key in keys:  # most specific first
+            if key in found:
+                ticket_id: UUID = found[key]
+                return ticket_id
+        return None
+
+    async def insert_ticket(self, ticket: Ticket) -> None:
+        await self.conn.execute(
+            f"INSERT INTO tickets ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
+            ticket.id, ticket.workspace_id, ticket.contact_id, ticket.channel, ticket.subject,
+            ticket.status.value, ticket.message_count, ticket.created_at,
+        )
+
+    async def is_threaded(self, workspace_id: str, interaction_id: str) -> bool:
+        return bool(await self.conn.fetchval(
+            "SELECT 1 FROM ticket_messages WHERE workspace_id = $1 AND interaction_id = $2",
+            workspace_id, interaction_id,
+        ))
+
+    async def add_message(self, ticket_id: UUID, message: InboundMessage) -> bool:
+        added = await self.conn.fetchval(
+            "INSERT INTO ticket_messages (workspace_id, interaction_id, ticket_id, occurred_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+            message.workspace_id, message.interaction_id, ticket_id, message.occurred_at,
+        )
+        if added:
+            await self.conn.execute(
+                "UPDATE tickets SET message_count = message_count + 1, updated_at = now()"
+                " WHERE id = $1", ticket_id,
+            )
+        return added is not None
+
+    async def add_keys(self, workspace_id: str, ticket_id: UUID, keys: list[str]) -> None:
+        await self.conn.executemany(
+            "INSERT INTO thread_keys (workspace_id, key, ticket_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            [(workspace_id, key, ticket_id) for key in keys],
+        )
+
+    async def get(self, workspace_id: str, ticket_id: UUID) -> Ticket | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM tickets WHERE workspace_id = $1 AND id = $2",  # noqa: S608
+            workspace_id, ticket_id,
+        )
+        return _ticket(row) if row else None
+
+    async def list(self, workspace_id: str, contact_id: UUID | None,
+                   after: tuple[datetime, UUID] | None, limit: int) -> list[Ticket]:
+        conditions = ["workspace_id = $1"]
+        args: list[Any] = [workspace_id]
+        if contact_id is not None:
+            args.append(contact_id)
+            conditions.append(f"contact_id = ${len(args)}")
+        if after is not None:
+            args.extend(after)
+            conditions.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+        args.append(limit)
+        rows = await self.conn.fetch(
+            f"SELECT {_COLUMNS} FROM tickets WHERE {' AND '.join(conditions)}"  # noqa: S608
+            f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        return [_ticket(r) for r in rows]
