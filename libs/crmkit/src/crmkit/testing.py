@@ -8,12 +8,15 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import httpx
 from fastapi import FastAPI
 
 from crmkit.auth import issue_token
+from crmkit.kafka import Event, Producer, make_event
 from crmkit.settings import InfraSettings
+from crmkit.topics import INTERACTIONS
 
 
 def free_port() -> int:
@@ -30,6 +33,10 @@ def token_for(infra: InfraSettings, workspace_id: str, *, roles: tuple[str, ...]
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def grpc_auth(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
 
 
 @asynccontextmanager
@@ -57,3 +64,40 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 4
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def interaction_event(
+    workspace: str,
+    contact_id: str,
+    interaction_id: str,
+    occurred_at: datetime,
+    *,
+    subject: str = "",
+    message_id: str = "",
+    in_reply_to: str = "",
+    references: tuple[str, ...] = (),
+) -> Event:
+    """A ``crm.interactions.v1`` event as ingest publishes it, for consumers' tests."""
+    from crm.common.v1 import common_pb2
+    from crm.ingest.v1 import events_pb2, interaction_pb2
+
+    item = interaction_pb2.Interaction(
+        id=interaction_id, workspace_id=workspace, contact_id=contact_id,
+        channel=common_pb2.CHANNEL_EMAIL, direction=interaction_pb2.DIRECTION_INBOUND,
+        subject=subject, text="hello",
+        thread=interaction_pb2.ThreadKeys(message_id=message_id, in_reply_to=in_reply_to,
+                                          references=list(references)),
+    )
+    item.occurred_at.FromDatetime(occurred_at)
+    return make_event(topic=INTERACTIONS, type="crm.interactions.interaction.recorded.v1",
+                      source="/crm/ingest", workspace=workspace, subject=contact_id,
+                      payload=events_pb2.InteractionRecorded(interaction=item))
+
+
+async def publish(infra: InfraSettings, events: list[Event]) -> None:
+    producer = Producer(infra, client_id="tests")
+    await producer.start()
+    try:
+        await producer.publish(events)
+    finally:
+        await producer.stop()

@@ -1,0 +1,153 @@
+"""Ingest in-process (with contacts beside it) against MongoDB, PostgreSQL and the broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+
+from crm_contacts.main import create_app as create_contacts
+from crm_contacts.settings import Settings as ContactsSettings
+from crm_ingest.domain.interaction import interaction_id
+from crm_ingest.main import create_app as create_ingest
+from crm_ingest.settings import Settings as IngestSettings
+from crmkit.ids import uuid7
+from crmkit.kafka import Envelope
+from crmkit.settings import InfraSettings
+from crmkit.testing import bearer, eventually, free_port, running_app, token_for
+from crmkit.topics import INGEST_RAW, dlq
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Platform:
+    ingest: httpx.AsyncClient
+    contacts: httpx.AsyncClient
+    ingest_app: FastAPI
+    infra: InfraSettings
+    token: str
+
+    async def interaction(self, message_id: str) -> httpx.Response:
+        iid = interaction_id("ws-ingest", "email", message_id)
+        return await self.ingest.get(f"/v1/interactions/{iid}", headers=bearer(self.token))
+
+    async def wait_stored(self, message_id: str) -> dict[str, str]:
+        async def stored() -> bool:
+            return (await self.interaction(message_id)).status_code == 200
+
+        await eventually(stored, what="the interaction stored")
+        body: dict[str, str] = (await self.interaction(message_id)).json()
+        return body
+
+
+@pytest.fixture(scope="module")
+async def platform(infra: InfraSettings) -> AsyncIterator[Platform]:
+    contacts_settings = ContactsSettings(http_port=free_port(), grpc_port=free_port(), infra=infra)
+    ingest_settings = IngestSettings(
+        http_port=free_port(), grpc_port=free_port(), infra=infra, max_email_bytes=64 * 1024,
+        contacts_grpc_target=f"127.0.0.1:{contacts_settings.grpc_port}",
+    )
+    ingest_app = create_ingest(ingest_settings)
+    async with running_app(create_contacts(contacts_settings)) as contacts, \
+            running_app(ingest_app) as ingest:
+        yield Platform(ingest, contacts, ingest_app, infra, token_for(infra, "ws-ingest"))
+
+
+def email(sender: str, message_id: str, subject: str = "Hello") -> bytes:
+    return (f"From: Test Person <{sender}>\r\nTo: support@acme.example\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{message_id}>\r\n\r\nBody text\r\n").encode()
+
+
+async def post(platform: Platform, body: bytes, content_type: str = "message/rfc822",
+               token: str | None = None) -> httpx.Response:
+    headers = {"Content-Type": content_type, **bearer(token or platform.token)}
+    return await platform.ingest.post("/v1/channels/email/inbound", content=body, headers=headers)
+
+
+async def test_an_accepted_email_becomes_an_interaction_on_a_resolved_contact(platform: Platform) -> None:
+    message_id = f"{uuid7()}@example.com"
+    response = await post(platform, email("Someone@Example.com", message_id))
+    assert response.status_code == 202
+    assert response.json()["status"] == "accepted"
+    item = await platform.wait_stored(message_id)
+    assert item["sender"] == "someone@example.com"
+    contact = await platform.contacts.get(f"/v1/contacts/{item['contact_id']}",
+                                          headers=bearer(platform.token))
+    assert contact.json()["identities"] == [{"kind": "email", "value": "someone@example.com"}]
+    other = token_for(platform.infra, "ws-other")
+    assert (await platform.ingest.get(f"/v1/interactions/{item['id']}", headers=bearer(other))
+            ).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "slug"),
+    [
+        (b"x" * (64 * 1024 + 1), "message/rfc822", 413, "too-large"),
+        (b"   ", "message/rfc822", 422, "empty-message"),
+        (b"{}", "application/json", 415, "unsupported-media-type"),
+    ],
+    ids=["oversized", "empty", "wrong-type"],
+)
+async def test_bad_requests_are_refused_at_the_endpoint_with_a_problem(
+    platform: Platform, body: bytes, content_type: str, status: int, slug: str
+) -> None:
+    response = await post(platform, body, content_type)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith(slug)
+
+
+async def test_only_integrations_with_the_write_scope_may_post(platform: Platform) -> None:
+    response = await platform.ingest.post("/v1/channels/email/inbound", content=b"x",
+                                          headers={"Content-Type": "message/rfc822"})
+    assert response.status_code == 401
+    analyst = token_for(platform.infra, "ws-ingest", roles=("analyst",))
+    assert (await post(platform, email("a@example.com", "m@x"), token=analyst)).status_code == 403
+
+
+async def test_a_malformed_email_is_dead_lettered_with_its_reason_and_the_next_one_goes_through(
+    platform: Platform,
+) -> None:
+    dlq_consumer = AIOKafkaConsumer(dlq(INGEST_RAW), bootstrap_servers=platform.infra.kafka_bootstrap_servers,
+                                    auto_offset_reset="earliest")
+    await dlq_consumer.start()
+    try:
+        bad = await post(platform, b"Subject: nobody sent this\r\n\r\nbody")
+        assert bad.status_code == 202
+        message_id = f"{uuid7()}@example.com"
+        assert (await post(platform, email("next@example.com", message_id))).status_code == 202
+        dead: list[Envelope] = []
+
+        async def dead_lettered() -> bool:
+            for records in (await dlq_consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    if Envelope.from_record(record.headers, record.value).id == bad.json()["id"]:
+                        dead.append(Envelope.from_record(record.headers, record.value))
+                        reason = dict(record.headers)["dlq_reason"].decode()
+                        assert reason == "PermanentError: no sender address in From"
+            return bool(dead)
+
+        await eventually(dead_lettered, what="the malformed email in the DLQ")
+    finally:
+        await dlq_consumer.stop()
+    await platform.wait_stored(message_id)
+
+
+async def test_the_same_provider_message_twice_is_stored_once(platform: Platform) -> None:
+    consumer = platform.ingest_app.state.runtime.consumers[0]
+    handled_before = consumer.processed
+    message_id = f"{uuid7()}@example.com"
+    replies = [await post(platform, email("twice@example.com", message_id)) for _ in range(2)]
+    assert [r.status_code for r in replies] == [202, 202]
+
+    async def both_handled() -> bool:
+        return bool(consumer.processed >= handled_before + 2)
+
+    await eventually(both_handled, what="both copies handled")
+    interactions = platform.ingest_app.state.service.db.db.interactions
+    assert await interactions.count_documents({"workspace_id": "ws-ingest", "message_id": message_id}) == 1

@@ -1,0 +1,76 @@
+"""Pipeline records interactions as activity: real PostgreSQL and broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import grpc
+import httpx
+import pytest
+
+from crm.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
+from crm_pipeline.main import create_app
+from crm_pipeline.settings import Settings
+from crmkit.ids import uuid7
+from crmkit.settings import InfraSettings
+from crmkit.testing import (
+    bearer,
+    eventually,
+    free_port,
+    grpc_auth,
+    interaction_event,
+    publish,
+    running_app,
+    token_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def pipeline(infra: InfraSettings) -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
+    settings = Settings(http_port=free_port(), grpc_port=free_port(), infra=infra)
+    async with running_app(create_app(settings)) as client:
+        yield client, settings.grpc_port
+
+
+async def test_each_interaction_counts_once_and_only_in_its_workspace(
+    pipeline: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    client, grpc_port = pipeline
+    contact = str(uuid7())
+    when = [datetime(2026, 11, day, tzinfo=UTC) for day in (1, 3, 2)]
+    events = [interaction_event("ws-p", contact, f"i-{contact}-{n}", at) for n, at in enumerate(when)]
+    await publish(infra, [*events, events[0]])  # the first event delivered twice
+    headers = bearer(token_for(infra, "ws-p", roles=("sales",)))
+
+    async def counted() -> bool:
+        response = await client.get(f"/v1/contacts/{contact}/activity", headers=headers)
+        return response.status_code == 200 and response.json()["interaction_count"] >= 3
+
+    await eventually(counted, what="three activities")
+    body = (await client.get(f"/v1/contacts/{contact}/activity", headers=headers)).json()
+    assert body["interaction_count"] == 3
+    assert body["last_activity_at"].startswith("2026-11-03")
+    other = bearer(token_for(infra, "ws-other", roles=("sales",)))
+    assert (await client.get(f"/v1/contacts/{contact}/activity", headers=other)).status_code == 404
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = pipeline_pb2_grpc.PipelineServiceStub(channel)
+        reply = await stub.GetContactActivity(pipeline_pb2.GetContactActivityRequest(contact_id=contact),
+                                              timeout=5, metadata=grpc_auth(token_for(infra, "ws-p")))
+        assert reply.interaction_count == 3
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetContactActivity(pipeline_pb2.GetContactActivityRequest(contact_id=contact),
+                                          timeout=5, metadata=grpc_auth(token_for(infra, "ws-other")))
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_reading_activity_needs_the_pipeline_scope(
+    pipeline: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    client, _ = pipeline
+    path = f"/v1/contacts/{uuid7()}/activity"
+    assert (await client.get(path)).status_code == 401
+    support = bearer(token_for(infra, "ws-p", roles=("support",)))
+    assert (await client.get(path, headers=support)).status_code == 403

@@ -1,0 +1,135 @@
+"""Ticketing threads the interaction stream into tickets: real PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from crm.ticketing.v1 import events_pb2, ticketing_pb2, ticketing_pb2_grpc
+from crm_ticketing.main import create_app
+from crm_ticketing.settings import Settings
+from crmkit.ids import uuid7
+from crmkit.kafka import Envelope
+from crmkit.settings import InfraSettings
+from crmkit.testing import (
+    bearer,
+    eventually,
+    free_port,
+    grpc_auth,
+    interaction_event,
+    publish,
+    running_app,
+    token_for,
+)
+from crmkit.topics import TICKETS
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+async def ticketing(infra: InfraSettings) -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
+    settings = Settings(http_port=free_port(), grpc_port=free_port(), infra=infra)
+    async with running_app(create_app(settings)) as client:
+        yield client, settings.grpc_port
+
+
+async def tickets_of(client: httpx.AsyncClient, infra: InfraSettings, workspace: str, contact: str
+                     ) -> list[dict[str, object]]:
+    response = await client.get("/v1/tickets", params={"contact_id": contact},
+                                headers=bearer(token_for(infra, workspace, roles=("support",))))
+    assert response.status_code == 200
+    items: list[dict[str, object]] = response.json()["items"]
+    return items
+
+
+async def test_a_reply_continues_its_ticket_and_a_new_thread_opens_another(
+    ticketing: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    client, grpc_port = ticketing
+    contact = str(uuid7())
+    first = interaction_event("ws-t", contact, f"{contact}-1", T0, subject="Broken gear",
+                              message_id=f"m1-{contact}@x")
+    reply = interaction_event("ws-t", contact, f"{contact}-2", T0 + timedelta(hours=1),
+                              subject="Re: Broken gear", message_id=f"m2-{contact}@x",
+                              in_reply_to=f"m1-{contact}@x", references=(f"m1-{contact}@x",))
+    same_subject = interaction_event("ws-t", contact, f"{contact}-3", T0 + timedelta(hours=2),
+                                     subject="Re: Broken gear", message_id=f"m3-{contact}@x")
+    await publish(infra, [first, reply, reply, same_subject])
+
+    async def threaded() -> bool:
+        items = await tickets_of(client, infra, "ws-t", contact)
+        return sum(int(str(t["message_count"])) for t in items) >= 3
+
+    await eventually(threaded, what="three messages threaded")
+    items = await tickets_of(client, infra, "ws-t", contact)
+    # Newest first: the subject alone never threads, so the third message opened its own ticket.
+    assert [(t["subject"], t["message_count"]) for t in items] == [
+        ("Re: Broken gear", 1), ("Broken gear", 2)]
+    assert all(t["status"] == "new" and t["channel"] == "email" for t in items)
+    assert await tickets_of(client, infra, "ws-other", contact) == []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
+        ticket = await stub.GetTicket(ticketing_pb2.GetTicketRequest(ticket_id=str(items[1]["id"])),
+                                      timeout=5, metadata=grpc_auth(token_for(infra, "ws-t")))
+        assert ticket.message_count == 2
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.GetTicket(ticketing_pb2.GetTicketRequest(ticket_id=str(items[1]["id"])),
+                                 timeout=5, metadata=grpc_auth(token_for(infra, "ws-other")))
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_opening_a_ticket_publishes_ticket_created(
+    ticketing: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    consumer = AIOKafkaConsumer(TICKETS, bootstrap_servers=infra.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    contact = str(uuid7())
+    try:
+        await publish(infra, [interaction_event("ws-t", contact, f"{contact}-1", T0, subject="Hi",
+                                                message_id=f"{contact}@x")])
+        found: list[Envelope] = []
+        async with asyncio.timeout(45):
+            while not found:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += [Envelope.from_record(r.headers, r.value) for r in records
+                              if r.key == f"ws-t:{contact}".encode()]
+    finally:
+        await consumer.stop()
+    [envelope] = found
+    assert envelope.type == "crm.tickets.ticket.created.v1"
+    created = envelope.parse(events_pb2.TicketCreated)
+    assert isinstance(created, events_pb2.TicketCreated)
+    assert created.interaction_id == f"{contact}-1"
+    assert created.ticket.contact_id == contact
+
+
+async def test_ticket_lists_page_by_cursor_and_refuse_forged_cursors(
+    ticketing: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    client, _ = ticketing
+    contact = str(uuid7())
+    await publish(infra, [interaction_event("ws-page", contact, f"{contact}-{n}", T0 + timedelta(minutes=n),
+                                            subject=f"t{n}", message_id=f"{contact}-{n}@x")
+                          for n in range(5)])
+    headers = bearer(token_for(infra, "ws-page", roles=("support",)))
+
+    async def all_open() -> bool:
+        return len(await tickets_of(client, infra, "ws-page", contact)) == 5
+
+    await eventually(all_open, what="five tickets")
+    first = (await client.get("/v1/tickets", params={"limit": 2}, headers=headers)).json()
+    second = (await client.get("/v1/tickets", params={"limit": 3, "cursor": first["next_cursor"]},
+                               headers=headers)).json()
+    assert [t["subject"] for t in first["items"] + second["items"]] == ["t4", "t3", "t2", "t1", "t0"]
+    assert second["next_cursor"] is None
+    forged = await client.get("/v1/tickets", params={"cursor": "garbage"}, headers=headers)
+    assert forged.status_code == 422
+    assert (await client.get("/v1/tickets", params={"limit": 1000}, headers=headers)).status_code == 422
