@@ -1,0 +1,106 @@
+"""The running platform, started as `make dev` starts it: every service its own process."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from conftest import RUN_ID, devstack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Collector:
+    """A minimal OTLP/HTTP receiver: the spans every service exported, by trace id."""
+
+    port: int = 0
+    spans: list[tuple[str, str, str]] = field(default_factory=list)  # (trace id, service, name)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def services_in(self, trace_id: str) -> set[str]:
+        with self.lock:
+            return {service for tid, service, _ in self.spans if tid == trace_id}
+
+
+def _collector_handler(collector: Collector) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            if self.path == "/v1/traces":
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                with collector.lock:
+                    for resource_spans in request.resource_spans:
+                        attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                        service = attrs.get("service.name", "")
+                        for scope in resource_spans.scope_spans:
+                            collector.spans += [(s.trace_id.hex(), service, s.name) for s in scope.spans]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture(scope="session")
+def collector() -> Iterator[Collector]:
+    found = Collector()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _collector_handler(found))
+    found.port = server.server_port
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield found
+    server.shutdown()
+
+
+@dataclass
+class Platform:
+    ports: dict[str, tuple[int, int]]
+    secret: str
+    collector: Collector
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service][0]}"
+
+    def grpc(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service][1]}"
+
+
+@pytest.fixture(scope="session")
+def platform(infra_env: dict[str, str], collector: Collector) -> Iterator[Platform]:
+    import os
+
+    data_dir = ROOT / ".local" / f"e2e-{RUN_ID}-{secrets.token_hex(2)}"
+    stack = devstack.Stack(data_dir)
+    ports = {name: (devstack.free_port(), devstack.free_port()) for name in devstack.SERVICES}
+    base = {
+        **infra_env,
+        "CRM_JWT_SECRET": os.environ["CRM_JWT_SECRET"],
+        "CRM_DATABASE_PREFIX": f"crm_t{RUN_ID}_e2e_",
+        "CRM_CONSUMER_GROUP_PREFIX": f"crm.t{RUN_ID}.e2e.",
+        "CRM_OTEL_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_METRIC_EXPORT_INTERVAL": "60000",
+    }
+    try:
+        devstack.start_services(stack, devstack.service_env(base, ports), ports)
+        yield Platform(ports, os.environ["CRM_JWT_SECRET"], collector)
+    finally:
+        devstack.stop_services(stack)
+        for log in sorted(stack.log_dir.glob("*.log")):  # shown by pytest when a test failed
+            print(f"--- {log.name} (last lines)")
+            print("\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+        shutil.rmtree(data_dir, ignore_errors=True)
