@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 UV_VERSION := 0.13.9
 TOOLS := .tools
-UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
+UV := $(or $(shell uv --version >/dev/null 2>&1 && command -v uv),$(TOOLS)/bin/uv)
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 PROTOS := $(shell find proto -name '*.proto')

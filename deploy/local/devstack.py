@@ -306,22 +306,29 @@ def stop_services(stack: Stack) -> None:
 
 def _dev(args: argparse.Namespace) -> int:
     data_dir = Path(args.dir)
-    stack = up(data_dir)
+    offset = args.port_offset
+    services = {name: (http + offset, grpc + offset) for name, (http, grpc) in SERVICES.items()}
+    stack = up(data_dir, {name: port + offset for name, port in DEV_PORTS.items()})
     secret = dev_secret(data_dir)
-    base = {**stack.env, "CRM_JWT_SECRET": secret, "CRM_DATABASE_PREFIX": "crm_dev_"}
+    base = {
+        **stack.env,
+        "CRM_JWT_SECRET": secret,
+        "CRM_DATABASE_PREFIX": os.environ.get("CRM_DATABASE_PREFIX", "crm_dev_"),
+        "CRM_CONSUMER_GROUP_PREFIX": os.environ.get("CRM_CONSUMER_GROUP_PREFIX", "crm.dev."),
+    }
     if args.otlp:
         base.update({"CRM_OTEL_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": args.otlp})
-    env = service_env(base, SERVICES)
+    env = service_env(base, services)
     try:
         print("starting the services...", flush=True)
-        start_services(stack, env, SERVICES)
+        start_services(stack, env, services)
         sys.path.insert(0, str(ROOT / "deploy" / "local"))
         from demo import load_demo
 
-        token = load_demo(secret, SERVICES)
-        print(_banner(data_dir, stack, token), flush=True)
+        token = load_demo(secret, services)
+        print(_banner(stack, services, token), flush=True)
         while True:
-            for name in SERVICES:
+            for name in services:
                 if stack.pid_of(name) is None:
                     raise InfraError(f"the {name} service stopped: see {stack.log_dir / name}.log")
             time.sleep(1)
@@ -336,9 +343,9 @@ def _dev(args: argparse.Namespace) -> int:
         down(data_dir)
 
 
-def _banner(data_dir: Path, stack: Stack, token: str) -> str:
+def _banner(stack: Stack, services: dict[str, tuple[int, int]], token: str) -> str:
     lines = ["", "The CRM platform is running (Ctrl-C stops everything).", ""]
-    for name, (http, grpc) in SERVICES.items():
+    for name, (http, grpc) in services.items():
         lines.append(f"  {name:<10} http://127.0.0.1:{http}/docs   gRPC 127.0.0.1:{grpc}")
     lines += [
         "",
@@ -350,7 +357,7 @@ def _banner(data_dir: Path, stack: Stack, token: str) -> str:
         "A token for the demo workspace (admin, 12 hours):",
         f"  export CRM_TOKEN={token}",
         "Send an inbound email:",
-        '  curl -s -X POST http://127.0.0.1:8005/v1/channels/email/inbound \\',
+        f"  curl -s -X POST http://127.0.0.1:{services['ingest'][0]}/v1/channels/email/inbound \\",
         '    -H "Authorization: Bearer $CRM_TOKEN" -H "Content-Type: message/rfc822" \\',
         "    --data-binary @deploy/local/sample-email.eml",
         "",
@@ -363,6 +370,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "dev", "env"])
     parser.add_argument("--dir", default=str(DEFAULT_DIR), help="the data folder (default .local/)")
+    parser.add_argument("--port-offset", type=int, default=0,
+                        help="add this to every port of `dev` (to run a second copy)")
     parser.add_argument("--otlp", default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
                         help="send traces and metrics to this OTLP/HTTP endpoint")
     args = parser.parse_args()

@@ -1,0 +1,72 @@
+"""`make dev` as a newcomer runs it: the platform with demo data, then Ctrl-C leaves nothing running.
+
+The run reuses this test session's servers (CRM_* settings in the environment win, so `dev`
+starts only the services), on ports shifted away from a developer's own `make dev`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import RUN_ID, devstack
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def test_make_dev_serves_demo_data_and_ctrl_c_stops_everything(infra_env: dict[str, str]) -> None:
+    data_dir = ROOT / ".local" / f"devtest-{RUN_ID}"
+    offset = random.randrange(2000, 12000, 10)
+    env = {**os.environ, "CRM_DATABASE_PREFIX": f"crm_t{RUN_ID}_dev_",
+           "CRM_CONSUMER_GROUP_PREFIX": f"crm.t{RUN_ID}.dev."}
+    proc = subprocess.Popen(
+        [sys.executable, "deploy/local/devstack.py", "dev", "--dir", str(data_dir),
+         "--port-offset", str(offset)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 180
+        while "is running" not in "".join(output):
+            assert proc.poll() is None, "".join(output)
+            assert time.monotonic() < deadline, "".join(output)
+            time.sleep(0.2)
+        token = re.search(r"CRM_TOKEN=(\S+)", "".join(output))
+        assert token, "".join(output)
+        ticketing = devstack.SERVICES["ticketing"][0] + offset
+        tickets = httpx.get(f"http://127.0.0.1:{ticketing}/v1/tickets",
+                            headers={"Authorization": f"Bearer {token.group(1)}"}).json()["items"]
+        assert sorted(t["subject"] for t in tickets) == [
+            "Can I upgrade my plan?", "Invoice question for November", "My order arrived damaged"]
+        pids = {p.stem: int(p.read_text()) for p in (data_dir / "run").glob("*.pid")}
+        assert set(pids) == set(devstack.SERVICES)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        code = proc.wait(timeout=60)
+    assert code == 0, "".join(output)
+    assert not [name for name, pid in pids.items() if _alive(pid)]
+    assert not [name for name, (http, grpc) in devstack.SERVICES.items()
+                if devstack.port_open(http + offset) or devstack.port_open(grpc + offset)]
+    assert not list((data_dir / "run").glob("*.pid"))
