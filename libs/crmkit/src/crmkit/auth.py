@@ -98,6 +98,9 @@ class Authenticator:
         self._audience = settings.jwt_audience
         self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
         self._api_keys = {entry.sha256: entry for entry in settings.api_keys}
+        # In production people sign in through the identity provider (JWKS); the shared
+        # HS256 secret signs only the short-lived tokens services mint for each other.
+        self._hs256_users = settings.environment != "prod"
 
     def from_bearer(self, token: str) -> Principal:
         try:
@@ -132,6 +135,8 @@ class Authenticator:
         scope_claim = claims.get("scope", "")
         scopes = scope_claim.split() if isinstance(scope_claim, str) else []
         kind: Literal["user", "service"] = "service" if claims.get("kind") == "service" else "user"
+        if alg == "HS256" and kind == "user" and not self._hs256_users:
+            raise AuthError("sign in through the identity provider")
         return Principal(
             subject=str(claims["sub"]),
             workspace_id=workspace,

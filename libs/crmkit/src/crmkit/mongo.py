@@ -107,7 +107,8 @@ class MongoOutboxRelay(OutboxRelay):
     """Publishes outbox documents in _id order (ObjectIds grow within a process) and deletes
     them. One relay at a time per database holds a lease, so order per key survives replicas."""
 
-    LEASE_SECONDS = 15
+    # Well above the producer's request timeout: a slow batch never outlives its lease.
+    LEASE_SECONDS = 60
 
     def __init__(self, database: MongoDatabase, producer: Producer, batch_size: int = 500,
                  poll_interval: float = 0.5) -> None:

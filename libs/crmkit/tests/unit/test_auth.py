@@ -120,3 +120,11 @@ def test_identity_provider_tokens_are_verified_against_the_jwks(
     forged = jwt.encode(claims, other, algorithm="ES256", headers={"kid": "k1"})
     with pytest.raises(AuthError):
         Authenticator(settings(jwt_jwks_url=url)).from_bearer(forged)
+
+
+def test_in_production_the_shared_secret_signs_only_service_tokens() -> None:
+    auth = Authenticator(settings(environment="prod"))
+    user = issue_token(SECRET, subject="u1", workspace_id="acme", roles=["admin"])
+    with pytest.raises(AuthError, match="identity provider"):
+        auth.from_bearer(user)
+    assert auth.from_bearer(auth.service_token("ingest", "acme")).kind == "service"

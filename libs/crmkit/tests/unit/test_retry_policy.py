@@ -45,3 +45,16 @@ def test_unreachable_servers_count_as_transient(error: Exception) -> None:
 def test_a_refused_grpc_call_is_not_transient() -> None:
     error = _Unavailable(grpc.StatusCode.INVALID_ARGUMENT)
     assert isinstance(POLICY.decide(3, error), DeadLetter)
+
+
+def test_local_faults_are_not_mistaken_for_outages() -> None:
+    assert isinstance(POLICY.decide(3, FileNotFoundError("template.html")), DeadLetter)
+    assert isinstance(POLICY.decide(3, PermissionError()), DeadLetter)
+
+
+def test_a_conflict_between_mongodb_transactions_is_retried() -> None:
+    from pymongo.errors import OperationFailure
+
+    conflict = OperationFailure("WriteConflict", code=112,
+                                details={"errorLabels": ["TransientTransactionError"]})
+    assert isinstance(POLICY.decide(99, conflict), Retry)

@@ -41,14 +41,14 @@ def contact_to_proto(contact: Contact) -> contacts_pb2.Contact:
 
 
 def contact_created(workspace_id: str, contact_id: UUID, display_name: str, identity: Identity) -> Event:
-    payload = events_pb2.ContactCreated(
-        contact=contacts_pb2.Contact(
-            id=str(contact_id),
-            workspace_id=workspace_id,
-            display_name=display_name,
-            identities=[identity_to_proto(identity)],
-        )
+    contact = contacts_pb2.Contact(
+        id=str(contact_id),
+        workspace_id=workspace_id,
+        display_name=display_name,
+        identities=[identity_to_proto(identity)],
     )
+    contact.created_at.GetCurrentTime()
+    payload = events_pb2.ContactCreated(contact=contact)
     return make_event(topic=CONTACTS, type=events.CONTACT_CREATED, source=events.SOURCE,
                       workspace=workspace_id, subject=str(contact_id), payload=payload)
 

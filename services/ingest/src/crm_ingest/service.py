@@ -7,7 +7,7 @@ from datetime import datetime
 import grpc
 
 from crm_ingest.contacts_client import ContactsClient, Sender
-from crm_ingest.domain.email import MalformedEmail, parse_email
+from crm_ingest.domain.email import MalformedEmail, parse_email, sender_of
 from crm_ingest.domain.interaction import Interaction, email_interaction
 from crm_ingest.store.interactions import InteractionsStore, get_interaction
 from crm_ingest.wire import interaction_recorded, raw_received
@@ -26,7 +26,7 @@ class IngestService:
     async def accept_email(self, workspace_id: str, raw: bytes, source: str) -> str:
         """Append the raw message to the internal topic and return once the broker has it:
         from then on nothing is lost, whatever is down behind it."""
-        event = raw_received(workspace_id, "email", source, "message/rfc822", raw)
+        event = raw_received(workspace_id, "email", source, "message/rfc822", raw, sender_of(raw))
         await self.producer.publish([event])
         return event.envelope.id
 

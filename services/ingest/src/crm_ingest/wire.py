@@ -9,7 +9,7 @@ from crm.ingest.v1 import events_pb2, interaction_pb2, raw_pb2
 from crm_ingest.domain import events
 from crm_ingest.domain.interaction import Interaction
 from crmkit.ids import uuid7
-from crmkit.kafka import Event, make_event
+from crmkit.kafka import Event, make_event, partition_key
 from crmkit.topics import INGEST_RAW, INTERACTIONS
 
 
@@ -53,10 +53,12 @@ def interaction_recorded(item: Interaction) -> Event:
 
 
 def raw_received(workspace_id: str, channel: str, source: str, content_type: str,
-                 payload: bytes) -> Event:
+                 payload: bytes, sender: str | None) -> Event:
+    """Keyed by the sender where it is known, so one person's messages keep their order."""
     raw = raw_pb2.RawInbound(channel=channel_name(channel), source=source,
                              content_type=content_type, payload=payload)
     raw.received_at.FromDatetime(datetime.now(UTC))
     raw_id = str(uuid7())
     return make_event(topic=INGEST_RAW, type=events.RAW_RECEIVED, source=events.SOURCE,
-                      workspace=workspace_id, subject=raw_id, payload=raw, event_id=raw_id)
+                      workspace=workspace_id, subject=raw_id, payload=raw, event_id=raw_id,
+                      key=partition_key(workspace_id, f"{channel}:{sender or raw_id}"))

@@ -150,4 +150,5 @@ async def test_the_same_provider_message_twice_is_stored_once(platform: Platform
 
     await eventually(both_handled, what="both copies handled")
     interactions = platform.ingest_app.state.service.db.db.interactions
-    assert await interactions.count_documents({"workspace_id": "ws-ingest", "message_id": message_id}) == 1
+    iid = interaction_id("ws-ingest", "email", message_id)
+    assert await interactions.count_documents({"workspace_id": "ws-ingest", "_id": iid}) == 1

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crm_ingest.domain.email import MalformedEmail, parse_email
+from crm_ingest.domain.email import MalformedEmail, parse_email, sender_of
 from crm_ingest.domain.interaction import email_interaction, interaction_id
 
 RECEIVED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -80,3 +80,16 @@ def test_the_same_provider_message_always_gets_the_same_interaction_id() -> None
     replayed = email_interaction("ws", "c1", email, datetime(2026, 11, 24, tzinfo=UTC))
     assert first.id == replayed.id == interaction_id("ws", "email", "m2@example.com")
     assert interaction_id("other-ws", "email", "m2@example.com") != first.id
+
+
+def test_an_html_only_body_becomes_its_visible_text() -> None:
+    raw = (b"From: a@example.com\nContent-Type: text/html\n\n<html><head><style>p{}</style>"
+           b"<script>alert(1)</script></head>"
+           b"<body><p>Hello&nbsp;<b>there</b></p><p>Line two</p></body></html>")
+    assert parse_email(raw).text == "Hello there\nLine two"
+
+
+def test_the_sender_is_read_from_the_headers_without_parsing_the_body() -> None:
+    assert sender_of(REPLY) == "ada@example.com"
+    assert sender_of(b"Subject: none\n\nbody") is None
+    assert sender_of(b"\xff\xfe garbage") is None

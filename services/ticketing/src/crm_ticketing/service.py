@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from crm_ticketing.domain.model import (
@@ -54,7 +54,7 @@ class TicketingService:
                     message_count=0, created_at=message.occurred_at,
                 )
                 await store.insert_ticket(ticket)
-                uow.add(ticket_created(ticket, message.interaction_id))
+                uow.add(ticket_created(replace(ticket, message_count=1), message.interaction_id))
                 ticket_id = ticket.id
             await store.add_message(ticket_id, message)
             await store.add_keys(message.workspace_id, ticket_id, own_keys(message))

@@ -103,8 +103,10 @@ def make_event(
     subject: str,
     payload: Message,
     event_id: str | None = None,
+    key: str | None = None,
 ) -> Event:
-    """Build an event now, capturing the current trace context so the trace goes on after it."""
+    """Build an event now, capturing the current trace context so the trace goes on after it.
+    The key defaults to the workspace and the subject (the aggregate)."""
     envelope = Envelope(
         id=event_id or str(uuid7()),
         type=type,
@@ -116,7 +118,7 @@ def make_event(
         dataschema=payload.DESCRIPTOR.full_name,
         trace=current_trace_headers(),
     )
-    return Event(topic=topic, key=partition_key(workspace, subject), envelope=envelope)
+    return Event(topic=topic, key=key or partition_key(workspace, subject), envelope=envelope)
 
 
 def partition_key(workspace: str, aggregate_id: str) -> str:

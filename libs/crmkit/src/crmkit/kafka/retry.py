@@ -52,13 +52,15 @@ def _describe(error: BaseException) -> str:
 
 def is_transient(error: BaseException) -> bool:
     """Errors that mean 'a server is unreachable right now', from every client we use."""
-    if isinstance(error, (TransientError, ConnectionError, TimeoutError, OSError)):
+    if isinstance(error, (TransientError, ConnectionError, TimeoutError)):
         return True
     import grpc
-    from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+    from pymongo.errors import AutoReconnect, PyMongoError, ServerSelectionTimeoutError
 
     if isinstance(error, (AutoReconnect, ServerSelectionTimeoutError)):
         return True
+    if isinstance(error, PyMongoError) and error.has_error_label("TransientTransactionError"):
+        return True  # a write conflict between transactions: trying again is the cure
     if isinstance(error, grpc.aio.AioRpcError):
         return error.code() in (
             grpc.StatusCode.UNAVAILABLE,

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
 
 MAX_TEXT_CHARS = 100_000
 
@@ -93,7 +94,53 @@ def _text_body(message: EmailMessage) -> str:
     except (LookupError, ValueError):
         payload = part.get_payload(decode=True)
         content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    return content if isinstance(content, str) else ""
+    if not isinstance(content, str):
+        return ""
+    return html_to_text(content) if part.get_content_subtype() == "html" else content
+
+
+class _TextOnly(HTMLParser):
+    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "blockquote"})
+    _HIDDEN = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self.hidden += 1
+        elif tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN and self.hidden:
+            self.hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """The visible text of an HTML body: no markup, scripts or styles. (Sanitised HTML for
+    display is kept separately by the channel adapters' issue; this is the plain text.)"""
+    parser = _TextOnly()
+    parser.feed(html)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def sender_of(raw: bytes) -> str | None:
+    """The From address, read from the headers alone (cheap enough for the accepting endpoint)."""
+    try:
+        headers = BytesHeaderParser(policy=policy.default).parsebytes(raw)
+        addresses = getattr(headers.get("from"), "addresses", ())
+        return str(addresses[0].addr_spec).lower() if addresses and addresses[0].addr_spec else None
+    except Exception:  # whatever the bytes: the worker decides what is malformed
+        return None
 
 
 def _date(value: object) -> datetime | None:

@@ -16,7 +16,6 @@ async def prepare(database: MongoDatabase) -> None:
     interactions = database.db.interactions
     await interactions.create_index([("workspace_id", ASCENDING), ("contact_id", ASCENDING),
                                      ("occurred_at", DESCENDING)])
-    await interactions.create_index([("workspace_id", ASCENDING), ("message_id", ASCENDING)])
 
 
 def _to_doc(item: Interaction) -> dict[str, Any]:
