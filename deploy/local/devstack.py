@@ -75,7 +75,7 @@ def wait_for(check, timeout: float, what: str, proc: subprocess.Popen[bytes] | N
     raise InfraError(f"{what} did not come up within {timeout:.0f}s")
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except OSError:
@@ -103,7 +103,7 @@ class Stack:
         if not path.exists():
             return None
         pid = int(path.read_text().split()[0])
-        return pid if _alive(pid) else None
+        return pid if is_alive(pid) else None
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -122,11 +122,11 @@ class Stack:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while is_alive(pid) and time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.1)
-        if _alive(pid):
+        if is_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         return True

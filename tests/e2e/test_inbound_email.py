@@ -116,3 +116,15 @@ async def test_another_workspace_sees_none_of_it(platform: Platform) -> None:
         assert all(t["contact_id"] != contact_id for t in listed["items"])
         for service in SERVICES:
             assert (await http.get(platform.url(service) + "/readyz")).status_code == 200
+
+
+async def test_every_service_is_scrapeable_by_prometheus(platform: Platform) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        for service in SERVICES:
+            response = await http.get(platform.url(service) + "/metrics")
+            assert response.status_code == 200
+            assert "# TYPE" in response.text
+        # Ticketing consumed the interactions of the tests above.
+        scraped = (await http.get(platform.url("ticketing") + "/metrics")).text
+        assert 'crm_consumer_records_total{' in scraped
+        assert 'outcome="processed"' in scraped

@@ -25,14 +25,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 def test_make_dev_serves_demo_data_and_ctrl_c_stops_everything(infra_env: dict[str, str]) -> None:
     data_dir = ROOT / ".local" / f"devtest-{RUN_ID}"
     offset = random.randrange(2000, 12000, 10)
@@ -66,7 +58,7 @@ def test_make_dev_serves_demo_data_and_ctrl_c_stops_everything(infra_env: dict[s
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         code = proc.wait(timeout=60)
     assert code == 0, "".join(output)
-    assert not [name for name, pid in pids.items() if _alive(pid)]
+    assert not [name for name, pid in pids.items() if devstack.is_alive(pid)]
     assert not [name for name, (http, grpc) in devstack.SERVICES.items()
                 if devstack.port_open(http + offset) or devstack.port_open(grpc + offset)]
     assert not list((data_dir / "run").glob("*.pid"))

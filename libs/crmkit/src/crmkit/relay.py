@@ -7,7 +7,11 @@ import contextlib
 import logging
 from abc import ABC, abstractmethod
 
+from opentelemetry import metrics
+
 log = logging.getLogger(__name__)
+_published = metrics.get_meter("crmkit.outbox").create_counter(
+    "crm.outbox.published", unit="{event}", description="Events the outbox relay published")
 
 
 class OutboxRelay(ABC):
@@ -38,6 +42,8 @@ class OutboxRelay(ABC):
                 sent = 0
                 await asyncio.sleep(1)
             self.published += sent
+            if sent:
+                _published.add(sent, {"relay": type(self).__name__})
             if sent == 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

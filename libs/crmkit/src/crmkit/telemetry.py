@@ -1,5 +1,6 @@
 """OpenTelemetry: traces and metrics for one service process, with the library instrumentations.
 
+Metrics are served for Prometheus at /metrics, and exported by OTLP when configured.
 FastAPI, gRPC (client and server interceptors), asyncpg and PyMongo use their
 instrumentation packages. Kafka is propagated by crmkit.kafka itself: the trace context is
 captured when an event is written to the outbox and carried in the record's headers, which
@@ -49,7 +50,10 @@ def setup_telemetry(
         return existing
     resource = Resource.create({"service.name": service, "service.namespace": "crm"})
     tracer_provider = TracerProvider(resource=resource)
-    readers: list[MetricReader] = []
+    # Always scrapeable by Prometheus at /metrics; OTLP or console in addition when chosen.
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    readers: list[MetricReader] = [PrometheusMetricReader()]
     if exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

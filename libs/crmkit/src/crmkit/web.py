@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from crmkit.auth import Authenticator
 from crmkit.logging import configure_logging
@@ -37,7 +38,7 @@ def create_service_app(
     app.include_router(_health_router())
     for router in routers:
         app.include_router(router)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app
 
 
@@ -58,6 +59,12 @@ def _health_router() -> APIRouter:
         if failures:
             return _not_ready(failures)
         return {"status": "ready"}
+
+    @router.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        # Scraped without credentials: it carries no personal data, and in Kubernetes a
+        # NetworkPolicy admits only the monitoring namespace.
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from crmkit.kafka.envelope import Envelope
@@ -29,6 +30,12 @@ from crmkit.topics import dlq
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("crmkit.kafka")
+_meter = metrics.get_meter("crmkit.kafka")
+_records = _meter.create_counter(
+    "crm.consumer.records", unit="{record}",
+    description="Records a consumer finished with, by outcome (processed or dead_lettered)")
+_handle_seconds = _meter.create_histogram(
+    "crm.consumer.handle.duration", unit="s", description="Time to handle one record, retries included")
 
 Handler = Callable[[Envelope], Awaitable[None]]
 
@@ -140,16 +147,21 @@ class ConsumerRunner:
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Handle one record until it succeeded or was dead-lettered; False if stopped first."""
         attempt = 0
+        started = time.perf_counter()
+        labels = {"group": self.group_id, "topic": record.topic}
         while True:
             attempt += 1
             try:
                 await self._process(record)
                 self.processed += 1
+                _records.add(1, {**labels, "outcome": "processed"})
+                _handle_seconds.record(time.perf_counter() - started, labels)
                 return True
             except Exception as error:
                 decision = self.policy.decide(attempt, error)
                 if isinstance(decision, DeadLetter):
                     await self._dead_letter(record, decision.reason, attempt)
+                    _records.add(1, {**labels, "outcome": "dead_lettered"})
                     return True
                 log.warning(
                     "handler failed; retrying",
