@@ -25,9 +25,18 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def free_offset() -> int:
+    """A shift that puts every port of `make dev` on a free one."""
+    ports = [p for pair in devstack.SERVICES.values() for p in pair]
+    while True:
+        offset = random.randrange(2000, 12000, 10)
+        if not any(devstack.port_open(port + offset) for port in ports):
+            return offset
+
+
 def test_make_dev_serves_demo_data_and_ctrl_c_stops_everything(infra_env: dict[str, str]) -> None:
     data_dir = ROOT / ".local" / f"devtest-{RUN_ID}"
-    offset = random.randrange(2000, 12000, 10)
+    offset = free_offset()
     env = {**os.environ, "CRM_DATABASE_PREFIX": f"crm_t{RUN_ID}_dev_",
            "CRM_CONSUMER_GROUP_PREFIX": f"crm.t{RUN_ID}.dev."}
     proc = subprocess.Popen(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,15 +44,21 @@ class MongoUnitOfWork:
         self.events.append(event)
 
     async def claim(self, consumer: str, event_id: str) -> bool:
-        """Record that ``consumer`` applies ``event_id``; False when it already did. A concurrent
-        claim of the same id makes the transaction fail on the unique _id and be retried."""
-        key = f"{consumer}:{event_id}"
-        if await self.db.processed_events.find_one({"_id": key}, session=self.session):
-            return False
-        await self.db.processed_events.insert_one(
-            {"_id": key, "processed_at": datetime.now(UTC)}, session=self.session
-        )
-        return True
+        """Record that ``consumer`` applies ``event_id``; False when it already did."""
+        return bool(await self.claim_many(consumer, [event_id]))
+
+    async def claim_many(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """Record that ``consumer`` applies these events; return the ids it had not applied yet.
+        A concurrent claim of the same id fails the transaction on the unique _id (retried)."""
+        keys = {f"{consumer}:{event_id}": event_id for event_id in event_ids}
+        done = {doc["_id"] async for doc in self.db.processed_events.find(
+            {"_id": {"$in": list(keys)}}, {"_id": 1}, session=self.session)}
+        fresh = [key for key in keys if key not in done]
+        if fresh:
+            now = datetime.now(UTC)
+            await self.db.processed_events.insert_many(
+                [{"_id": key, "processed_at": now} for key in fresh], session=self.session)
+        return {keys[key] for key in fresh}
 
     async def _flush(self) -> None:
         if not self.events:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -93,13 +93,17 @@ class PgUnitOfWork:
 
     async def claim(self, consumer: str, event_id: str) -> bool:
         """Record that ``consumer`` applies ``event_id``; False when it already did."""
-        row = await self.conn.fetchval(
-            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
-            " ON CONFLICT DO NOTHING RETURNING 1",
+        return bool(await self.claim_many(consumer, [event_id]))
+
+    async def claim_many(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """Record that ``consumer`` applies these events; return the ids it had not applied yet."""
+        rows = await self.conn.fetch(
+            "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::text[])"
+            " ON CONFLICT DO NOTHING RETURNING event_id",
             consumer,
-            event_id,
+            list(dict.fromkeys(event_ids)),
         )
-        return row is not None
+        return {row["event_id"] for row in rows}
 
     async def _flush(self) -> None:
         if not self.events:

@@ -13,7 +13,8 @@ import grpc
 
 from crmkit.auth import Authenticator
 from crmkit.grpc import GrpcServer, Register, ServiceCredentials, create_channel, start_server
-from crmkit.kafka.consumer import ConsumerRunner, Handler
+from crmkit.kafka.consumer import ConsumerRunner
+from crmkit.kafka.handlers import Handlers
 from crmkit.kafka.producer import Producer
 from crmkit.mongo import MongoDatabase, MongoOutboxRelay, create_client
 from crmkit.postgres import PgDatabase, PgOutboxRelay, create_pool, ensure_database, migrate
@@ -96,11 +97,13 @@ class Runtime:
         self.relays.append(relay)
         return relay
 
-    async def consumer(self, handlers: dict[str, Handler]) -> ConsumerRunner:
+    async def consumer(self, handlers: dict[str, Handlers]) -> ConsumerRunner:
+        """The service's consumer group, subscribed to the given topics."""
         runner = ConsumerRunner(
             settings=self.settings.infra,
             group_id=self.settings.consumer_group,
-            handlers=handlers,
+            handlers={topic: h.one for topic, h in handlers.items()},
+            batch_handlers={topic: h.batch for topic, h in handlers.items()},
             producer=await self.producer(),
         )
         await runner.start()

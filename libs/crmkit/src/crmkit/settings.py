@@ -34,6 +34,9 @@ class InfraSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     # On for real Kafka; tansu (the local broker) has no idempotent producer.
     kafka_enable_idempotence: bool = False
+    # How long the broker may hold a fetch that has no new records. tansu answers a waiting
+    # fetch only when it expires, so this bounds the latency of every hop at low load.
+    kafka_fetch_max_wait_ms: int = Field(default=50, ge=1, le=5000)
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     mongo_uri: str = "mongodb://127.0.0.1:27117/?replicaSet=secantus"
     # Every database name starts with this, so that a test run can use its own.

@@ -147,3 +147,45 @@ async def test_a_crash_between_effect_and_offset_commit_neither_loses_nor_double
     await second.stop()
     rows = await clean_pg.pool.fetch("SELECT id, n FROM effects ORDER BY id")
     assert [(r["id"], r["n"]) for r in rows] == [(f"agg-{n}", 1) for n in range(6)]
+
+
+async def test_a_batch_is_applied_at_once_and_a_poison_record_in_it_is_isolated(
+    infra: InfraSettings, producer: Producer, topic: str
+) -> None:
+    batches: list[list[int]] = []
+    one_by_one: list[int] = []
+
+    def amounts(envelopes: list[Envelope]) -> list[int]:
+        found = [envelope.parse(common_pb2.Money) for envelope in envelopes]
+        return [m.amount_minor for m in found if isinstance(m, common_pb2.Money)]
+
+    async def handle_batch(envelopes: list[Envelope]) -> None:
+        values = amounts(envelopes)
+        if 13 in values:
+            raise PermanentError("13 is not allowed")
+        batches.append(values)
+
+    async def handle_one(envelope: Envelope) -> None:
+        [value] = amounts([envelope])
+        if value == 13:
+            raise PermanentError("13 is not allowed")
+        one_by_one.append(value)
+
+    # Published before the consumer starts, so the first fetch brings them as one batch.
+    await producer.publish([event(topic, n) for n in range(10)])
+    consumer = ConsumerRunner(settings=infra, group_id=f"test-{secrets.token_hex(4)}",
+                              handlers={topic: handle_one}, batch_handlers={topic: handle_batch},
+                              producer=producer, policy=RetryPolicy(max_attempts=2, base_delay=0.05))
+    await consumer.start()
+    try:
+        await eventually(lambda: _done(consumer, 10), what="the first ten handled")
+        await producer.publish([event(topic, 13), event(topic, 20), event(topic, 21)])
+        await eventually(lambda: _done(consumer, 13), what="thirteen records handled")
+    finally:
+        await consumer.stop()
+    assert [v for batch in batches for v in batch] == list(range(10))
+    assert any(len(batch) > 1 for batch in batches)  # the fast path: one call for many records
+    assert one_by_one == [20, 21]  # the poisoned batch, one by one, in order, without the poison
+    assert consumer.dead_lettered == 1
+    [dead] = await read_all(infra, f"{topic}.dlq", 1)
+    assert dict(dead.headers)["dlq_reason"] == b"PermanentError: 13 is not allowed"

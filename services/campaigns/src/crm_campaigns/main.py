@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from crm.campaigns.v1 import campaigns_pb2_grpc
 from crm_campaigns.api.routes import router
-from crm_campaigns.consumers.interactions import interactions_handler
+from crm_campaigns.consumers.interactions import interactions_handlers
 from crm_campaigns.grpc.servicer import CampaignsServicer
 from crm_campaigns.service import CampaignsService
 from crm_campaigns.settings import Settings
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "crm.campaigns.v1.CampaignsService":
                     partial(campaigns_pb2_grpc.add_CampaignsServiceServicer_to_server, servicer),
             })
-            await runtime.consumer({INTERACTIONS: interactions_handler(service)})
+            await runtime.consumer({INTERACTIONS: interactions_handlers(service)})
             app.state.service = service
             app.state.runtime = runtime
             yield

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from crm.contacts.v1 import contacts_pb2_grpc
 from crm_contacts.api.routes import router
-from crm_contacts.consumers.interactions import interactions_handler
+from crm_contacts.consumers.interactions import interactions_handlers
 from crm_contacts.grpc.servicer import ContactsServicer
 from crm_contacts.service import ContactsService
 from crm_contacts.settings import Settings
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "crm.contacts.v1.ContactsService":
                     partial(contacts_pb2_grpc.add_ContactsServiceServicer_to_server, servicer),
             })
-            await runtime.consumer({INTERACTIONS: interactions_handler(service)})
+            await runtime.consumer({INTERACTIONS: interactions_handlers(service)})
             app.state.service = service
             app.state.runtime = runtime
             yield

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from crm_contacts.domain.model import (
     Contact,
+    ContactTimelineEntry,
     Identity,
     Resolution,
     TimelineEntry,
@@ -16,6 +18,7 @@ from crm_contacts.domain.model import (
 from crm_contacts.store.contacts import ContactsStore
 from crm_contacts.wire import contact_created
 from crmkit.ids import uuid7
+from crmkit.kafka import Delivered
 from crmkit.postgres import PgDatabase
 
 TIMELINE_CONSUMER = "contacts.timeline"
@@ -87,14 +90,17 @@ class ContactsService:
         )
         return TimelinePage(page, next_cursor)
 
-    async def record_timeline_entry(
-        self, workspace_id: str, event_id: str, contact_id: UUID, entry: TimelineEntry
-    ) -> bool:
-        """Put an entry on a contact's timeline, once per event; False when already applied."""
+    async def record_timeline_entries(self, items: Sequence[Delivered[ContactTimelineEntry]]) -> int:
+        """Put entries on contacts' timelines and move their last-seen times, once per event,
+        in one transaction; returns how many were new."""
         async with self.db.unit_of_work() as uow:
-            if not await uow.claim(TIMELINE_CONSUMER, event_id):
-                return False
+            fresh = await uow.claim_many(TIMELINE_CONSUMER, [d.event_id for d in items])
+            applied = [d for d in items if d.event_id in fresh]
             store = ContactsStore(uow.conn)
-            await store.add_timeline_entry(workspace_id, contact_id, entry)
-            await store.touch_last_seen(workspace_id, contact_id, entry.occurred_at)
-        return True
+            await store.add_timeline_entries([(d.workspace_id, d.item) for d in applied])
+            last_seen: dict[tuple[str, UUID], datetime] = {}
+            for d in applied:
+                key = (d.workspace_id, d.item.contact_id)
+                last_seen[key] = max(last_seen.get(key, d.item.entry.occurred_at), d.item.entry.occurred_at)
+            await store.touch_last_seen(last_seen)
+        return len(applied)

@@ -10,7 +10,14 @@ from crm.contacts.v1 import contacts_pb2, events_pb2
 from crm.ingest.v1 import events_pb2 as ingest_events
 from crm.ingest.v1 import interaction_pb2
 from crm_contacts.domain import events
-from crm_contacts.domain.model import Contact, Identity, IdentityKind, TimelineEntry, summarise
+from crm_contacts.domain.model import (
+    Contact,
+    ContactTimelineEntry,
+    Identity,
+    IdentityKind,
+    TimelineEntry,
+    summarise,
+)
 from crmkit.kafka import Event, make_event
 from crmkit.topics import CONTACTS
 
@@ -54,7 +61,7 @@ def contact_created(workspace_id: str, contact_id: UUID, display_name: str, iden
 
 
 
-def timeline_entry_of(recorded: ingest_events.InteractionRecorded) -> tuple[UUID, TimelineEntry]:
+def timeline_entry_of(recorded: ingest_events.InteractionRecorded) -> ContactTimelineEntry:
     """The contact an interaction belongs to, and its line on that contact's timeline."""
     item = recorded.interaction
     channel = common_pb2.Channel.Name(item.channel).removeprefix("CHANNEL_").lower()
@@ -67,4 +74,4 @@ def timeline_entry_of(recorded: ingest_events.InteractionRecorded) -> tuple[UUID
         summary=summarise(item.subject, item.text),
         occurred_at=item.occurred_at.ToDatetime(tzinfo=UTC),
     )
-    return UUID(item.contact_id), entry
+    return ContactTimelineEntry(UUID(item.contact_id), entry)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from crm.ingest.v1 import ingest_pb2_grpc
 from crm_ingest.api.routes import router
-from crm_ingest.consumers.raw import raw_handler
+from crm_ingest.consumers.raw import raw_handlers
 from crm_ingest.contacts_client import ContactsClient
 from crm_ingest.grpc.servicer import IngestServicer
 from crm_ingest.service import IngestService
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "crm.ingest.v1.IngestService":
                     partial(ingest_pb2_grpc.add_IngestServiceServicer_to_server, servicer),
             })
-            await runtime.consumer({INGEST_RAW: raw_handler(service)})
+            await runtime.consumer({INGEST_RAW: raw_handlers(service)})
             app.state.service = service
             app.state.runtime = runtime
             yield

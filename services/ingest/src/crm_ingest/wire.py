@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from crm.common.v1 import common_pb2
@@ -41,8 +42,9 @@ def interaction_to_proto(item: Interaction) -> interaction_pb2.Interaction:
     return message
 
 
-def interaction_recorded(item: Interaction) -> Event:
+def interaction_recorded(item: Interaction, trace: Mapping[str, str] | None = None) -> Event:
     return make_event(
+        trace=trace,
         topic=INTERACTIONS,
         type=events.INTERACTION_RECORDED,
         source=events.SOURCE,

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from crm.pipeline.v1 import pipeline_pb2_grpc
 from crm_pipeline.api.routes import router
-from crm_pipeline.consumers.interactions import interactions_handler
+from crm_pipeline.consumers.interactions import interactions_handlers
 from crm_pipeline.grpc.servicer import PipelineServicer
 from crm_pipeline.service import PipelineService
 from crm_pipeline.settings import Settings
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "crm.pipeline.v1.PipelineService":
                     partial(pipeline_pb2_grpc.add_PipelineServiceServicer_to_server, servicer),
             })
-            await runtime.consumer({INTERACTIONS: interactions_handler(service)})
+            await runtime.consumer({INTERACTIONS: interactions_handlers(service)})
             app.state.service = service
             app.state.runtime = runtime
             yield

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
 from uuid import UUID
 
-from crm_pipeline.domain.model import ContactActivity
+from crm_pipeline.domain.model import ContactActivity, InteractionSeen, sum_activity
 from crm_pipeline.store.activity import ActivityStore
+from crmkit.kafka import Delivered
 from crmkit.postgres import PgDatabase
 
 ACTIVITY_CONSUMER = "pipeline.activity"
@@ -16,14 +17,14 @@ class PipelineService:
     def __init__(self, db: PgDatabase) -> None:
         self.db = db
 
-    async def record_interaction(self, workspace_id: str, event_id: str, contact_id: UUID,
-                                 occurred_at: datetime) -> bool:
-        """Count an interaction as the contact's activity, once per event."""
+    async def record_interactions(self, items: Sequence[Delivered[InteractionSeen]]) -> int:
+        """Count interactions as their contacts' activity, once per event, in one transaction;
+        returns how many were new."""
         async with self.db.unit_of_work() as uow:
-            if not await uow.claim(ACTIVITY_CONSUMER, event_id):
-                return False
-            await ActivityStore(uow.conn).count_interaction(workspace_id, contact_id, occurred_at)
-        return True
+            fresh = await uow.claim_many(ACTIVITY_CONSUMER, [d.event_id for d in items])
+            seen = [(d.workspace_id, d.item) for d in items if d.event_id in fresh]
+            await ActivityStore(uow.conn).add(sum_activity(seen))
+        return len(seen)
 
     async def contact_activity(self, workspace_id: str, contact_id: UUID) -> ContactActivity | None:
         async with self.db.pool.acquire() as conn:

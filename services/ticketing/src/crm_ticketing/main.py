@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from crm.ticketing.v1 import ticketing_pb2_grpc
 from crm_ticketing.api.routes import router
-from crm_ticketing.consumers.interactions import interactions_handler
+from crm_ticketing.consumers.interactions import interactions_handlers
 from crm_ticketing.grpc.servicer import TicketingServicer
 from crm_ticketing.service import TicketingService
 from crm_ticketing.settings import Settings
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "crm.ticketing.v1.TicketingService":
                     partial(ticketing_pb2_grpc.add_TicketingServiceServicer_to_server, servicer),
             })
-            await runtime.consumer({INTERACTIONS: interactions_handler(service)})
+            await runtime.consumer({INTERACTIONS: interactions_handlers(service)})
             app.state.service = service
             app.state.runtime = runtime
             yield

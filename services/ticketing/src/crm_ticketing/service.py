@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from crm_ticketing.domain.model import (
 from crm_ticketing.store.tickets import TicketsStore
 from crm_ticketing.wire import ticket_created
 from crmkit.ids import uuid7
+from crmkit.kafka import Delivered
 from crmkit.postgres import PgDatabase
 
 THREADING_CONSUMER = "ticketing.threading"
@@ -37,28 +39,35 @@ class TicketingService:
     def __init__(self, db: PgDatabase) -> None:
         self.db = db
 
-    async def thread_inbound(self, event_id: str, message: InboundMessage) -> UUID | None:
-        """Continue the ticket this message answers, or open one. Once per event and per
-        interaction: consuming the same interaction twice changes nothing."""
+    async def thread_inbound(self, items: Sequence[Delivered[InboundMessage | None]]) -> list[UUID]:
+        """Continue the ticket each message answers, or open one, in one transaction and in
+        order (a reply later in the batch finds the ticket its parent opened). Once per event
+        and per interaction: consuming the same interaction twice changes nothing. Returns
+        the tickets that received a message."""
+        touched: list[UUID] = []
         async with self.db.unit_of_work() as uow:
-            if not await uow.claim(THREADING_CONSUMER, event_id):
-                return None
+            fresh = await uow.claim_many(THREADING_CONSUMER, [d.event_id for d in items])
             store = TicketsStore(uow.conn)
-            if await store.is_threaded(message.workspace_id, message.interaction_id):
-                return None  # the same interaction under another event id
-            ticket_id = await store.ticket_for_keys(message.workspace_id, parent_keys(message))
-            if ticket_id is None:
-                ticket = Ticket(
-                    id=uuid7(), workspace_id=message.workspace_id, contact_id=message.contact_id,
-                    channel=message.channel, subject=message.subject, status=TicketStatus.NEW,
-                    message_count=0, created_at=message.occurred_at,
-                )
-                await store.insert_ticket(ticket)
-                uow.add(ticket_created(replace(ticket, message_count=1), message.interaction_id))
-                ticket_id = ticket.id
-            await store.add_message(ticket_id, message)
-            await store.add_keys(message.workspace_id, ticket_id, own_keys(message))
-        return ticket_id
+            for delivered in items:
+                message = delivered.item
+                if message is None or delivered.event_id not in fresh:
+                    continue
+                if await store.is_threaded(message.workspace_id, message.interaction_id):
+                    continue  # the same interaction under another event id
+                ticket_id = await store.ticket_for_keys(message.workspace_id, parent_keys(message))
+                if ticket_id is None:
+                    ticket = Ticket(
+                        id=uuid7(), workspace_id=message.workspace_id, contact_id=message.contact_id,
+                        channel=message.channel, subject=message.subject, status=TicketStatus.NEW,
+                        message_count=0, created_at=message.occurred_at,
+                    )
+                    await store.insert_ticket(ticket)
+                    uow.add(ticket_created(replace(ticket, message_count=1), message.interaction_id))
+                    ticket_id = ticket.id
+                await store.add_message(ticket_id, message)
+                await store.add_keys(message.workspace_id, ticket_id, own_keys(message))
+                touched.append(ticket_id)
+        return touched
 
     async def get_ticket(self, workspace_id: str, ticket_id: UUID) -> Ticket | None:
         async with self.db.pool.acquire() as conn:

@@ -1,8 +1,8 @@
 """Kafka for the services: CloudEvents envelope, producer, consumer runner, retry policy."""
 
-from crmkit.kafka.consumer import ConsumerRunner, Handler
+from crmkit.kafka.consumer import BatchHandler, ConsumerRunner, Handler, record_span
 from crmkit.kafka.envelope import Envelope, EnvelopeError, Event, make_event, partition_key
-from crmkit.kafka.handlers import on_event
+from crmkit.kafka.handlers import Delivered, Handlers, consume
 from crmkit.kafka.producer import Producer
 from crmkit.kafka.retry import (
     DeadLetter,
@@ -14,19 +14,23 @@ from crmkit.kafka.retry import (
 )
 
 __all__ = [
+    "BatchHandler",
     "ConsumerRunner",
     "DeadLetter",
+    "Delivered",
     "Envelope",
     "EnvelopeError",
     "Event",
     "Handler",
+    "Handlers",
     "PermanentError",
     "Producer",
     "Retry",
     "RetryPolicy",
     "TransientError",
+    "consume",
     "is_transient",
     "make_event",
-    "on_event",
     "partition_key",
+    "record_span",
 ]

@@ -4,6 +4,10 @@
 - A failing record is retried with backoff; one that keeps failing, or can never succeed,
   goes to ``<topic>.dlq`` with the error in its headers, and the partition moves on.
 - A dependency that is down (a transient error) is waited for: the record is never dropped.
+- Partitions are handled concurrently, each in order. A topic may have a batch handler that
+  applies a whole fetched batch of one partition at once (one call to a peer, one
+  transaction); when the batch fails, its records are handled one by one, so a poison record
+  is isolated and dead-lettered while the others go through.
 - Rebalance-safe: a revoked partition's processed offsets are committed before it is given
   up, and a batch in progress finishes first (the lock below).
 """
@@ -13,17 +17,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from crmkit.kafka.envelope import Envelope
 from crmkit.kafka.producer import Producer
-from crmkit.kafka.retry import DeadLetter, RetryPolicy
+from crmkit.kafka.retry import DeadLetter, RetryPolicy, is_transient
 from crmkit.settings import InfraSettings
 from crmkit.telemetry import context_from_headers
 from crmkit.topics import dlq
@@ -38,6 +44,22 @@ _handle_seconds = _meter.create_histogram(
     "crm.consumer.handle.duration", unit="s", description="Time to handle one record, retries included")
 
 Handler = Callable[[Envelope], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Envelope]], Awaitable[None]]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+
+@contextmanager
+def record_span(envelope: Envelope, topic: str) -> Iterator[Span]:
+    """A CONSUMER span in the trace the event carries: batch handlers open one per record
+    around the work (and the events) that record causes, so its trace goes on."""
+    with _tracer.start_as_current_span(
+        f"{topic} process",
+        kind=SpanKind.CONSUMER,
+        context=context_from_headers(envelope.trace),
+        attributes={"messaging.system": "kafka", "messaging.destination.name": topic,
+                    "messaging.message.id": envelope.id},
+    ) as span:
+        yield span
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -60,12 +82,14 @@ class ConsumerRunner:
         group_id: str,
         handlers: Mapping[str, Handler],
         producer: Producer,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
         policy: RetryPolicy | None = None,
         max_records: int = 200,
         client_id: str | None = None,
     ) -> None:
         self.group_id = group_id
         self.handlers = dict(handlers)
+        self.batch_handlers = dict(batch_handlers or {})
         self.producer = producer
         self.policy = policy or RetryPolicy()
         self.max_records = max_records
@@ -82,6 +106,7 @@ class ConsumerRunner:
             client_id=client_id or group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             # The default max_poll_interval (5 min) is kept: a handler waiting out a longer
             # outage makes the consumer rejoin, and its records are delivered again, which
             # idempotent handlers absorb. (A larger value slows every group join on tansu.)
@@ -135,16 +160,61 @@ class ConsumerRunner:
             if not batches:
                 continue
             async with self.lock:
-                for tp, records in batches.items():
-                    for record in records:
-                        if self._stopping.is_set():
-                            break
-                        if not await self._handle(record):
-                            break  # stopping while waiting out a dependency: not processed
-                        self._pending[tp] = record.offset + 1
+                await asyncio.gather(*(self._handle_partition(tp, records)
+                                       for tp, records in batches.items()))
                 await self.commit_processed(set(batches))
 
-    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+    async def _handle_partition(self, tp: TopicPartition, records: list[Record]) -> None:
+        batch_handler = self.batch_handlers.get(tp.topic)
+        if batch_handler is not None and len(records) > 1 and await self._handle_batch(
+                batch_handler, tp, records):
+            return
+        for record in records:
+            if self._stopping.is_set() or not await self._handle(record):
+                return  # stopping (perhaps while waiting out a dependency): not processed
+            self._pending[tp] = record.offset + 1
+
+    async def _handle_batch(self, handler: BatchHandler, tp: TopicPartition, records: list[Record]) -> bool:
+        """Apply the batch at once; False (nothing applied) sends it down the one-by-one path."""
+        started = time.perf_counter()
+        try:
+            envelopes = [Envelope.from_record(list(r.headers or ()), r.value) for r in records]
+        except Exception:
+            return False
+        links = [Link(span.get_span_context())
+                 for span in (trace.get_current_span(context_from_headers(e.trace)) for e in envelopes)
+                 if span.get_span_context().is_valid]
+        attempt = 0
+        while True:
+            attempt += 1
+            with _tracer.start_as_current_span(
+                f"{tp.topic} process batch", kind=SpanKind.CONSUMER, links=links,
+                attributes={"messaging.system": "kafka", "messaging.destination.name": tp.topic,
+                            "messaging.batch.message_count": len(records)},
+            ) as span:
+                try:
+                    await handler(envelopes)
+                    break
+                except Exception as exc:
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                    error = exc
+            # A conflict or a blip: the batch again. Anything else: one record at a time.
+            if (is_transient(error) and attempt < self.policy.max_attempts
+                    and not self._stopping.is_set()):
+                await asyncio.sleep(self.policy.backoff(attempt))
+                continue
+            log.info("batch failed; handling its records one by one",
+                     extra={"group": self.group_id, "topic": tp.topic, "records": len(records),
+                            "error": type(error).__name__})
+            return False
+        self.processed += len(records)
+        labels = {"group": self.group_id, "topic": tp.topic}
+        _records.add(len(records), {**labels, "outcome": "processed"})
+        _handle_seconds.record((time.perf_counter() - started) / len(records), labels)
+        self._pending[tp] = records[-1].offset + 1
+        return True
+
+    async def _handle(self, record: Record) -> bool:
         """Handle one record until it succeeded or was dead-lettered; False if stopped first."""
         attempt = 0
         started = time.perf_counter()
@@ -174,7 +244,7 @@ class ConsumerRunner:
                 except TimeoutError:
                     continue
 
-    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _process(self, record: Record) -> None:
         headers = list(record.headers or ())
         trace_headers = {k: v.decode(errors="replace") for k, v in headers
                          if k in ("traceparent", "tracestate")}
@@ -194,7 +264,7 @@ class ConsumerRunner:
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str, attempts: int) -> None:
+    async def _dead_letter(self, record: Record, reason: str, attempts: int) -> None:
         headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq_")]
         headers += [
             ("dlq_reason", reason.encode()),

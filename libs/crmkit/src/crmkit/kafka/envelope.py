@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -104,8 +104,10 @@ def make_event(
     payload: Message,
     event_id: str | None = None,
     key: str | None = None,
+    trace: Mapping[str, str] | None = None,
 ) -> Event:
-    """Build an event now, capturing the current trace context so the trace goes on after it.
+    """Build an event now, capturing the current trace context so the trace goes on after it
+    (or ``trace``, the context of the event that caused this one, for work done in batches).
     The key defaults to the workspace and the subject (the aggregate)."""
     envelope = Envelope(
         id=event_id or str(uuid7()),
@@ -116,7 +118,7 @@ def make_event(
         time=datetime.now(UTC),
         data=payload.SerializeToString(),
         dataschema=payload.DESCRIPTOR.full_name,
-        trace=current_trace_headers(),
+        trace=dict(trace) if trace is not None else current_trace_headers(),
     )
     return Event(topic=topic, key=key or partition_key(workspace, subject), envelope=envelope)
 

@@ -1,29 +1,67 @@
-"""Typed handlers: route one CloudEvents type to a function taking its parsed payload."""
+"""Typed handlers: one CloudEvents type, converted to a service's own input, applied in batches."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
-from crmkit.kafka.consumer import Handler
+from crmkit.kafka.consumer import BatchHandler, Handler
 from crmkit.kafka.envelope import Envelope
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
-def on_event(
-    event_type: str, message_type: type[M], apply: Callable[[Envelope, M], Awaitable[None]]
-) -> Handler:
-    """A handler that applies ``event_type`` events and skips the topic's other types
-    (new types are added to topics without breaking older consumers)."""
+@dataclass(frozen=True)
+class Delivered(Generic[T]):
+    """A service's input from one event, with what idempotency and tenancy need."""
 
-    async def handle(envelope: Envelope) -> None:
-        if envelope.type != event_type:
-            return
-        message = envelope.parse(message_type)
-        assert isinstance(message, message_type)
-        await apply(envelope, message)
+    event_id: str
+    workspace_id: str
+    item: T
 
-    return handle
+
+@dataclass(frozen=True)
+class Handlers:
+    """The runner's two ways in: one record at a time, or a partition's fetched batch at once."""
+
+    one: Handler
+    batch: BatchHandler
+
+
+def consume(
+    event_type: str,
+    message_type: type[M],
+    convert: Callable[[Envelope, M], T],
+    apply: Callable[[list[Delivered[T]]], Awaitable[object]],
+) -> Handlers:
+    """Handlers that convert each ``event_type`` event with ``convert`` (which raises
+    PermanentError for bad input) and give the results to ``apply`` together. Other event
+    types on the topic are skipped, so new types can be added without breaking this consumer."""
+
+    def deliveries(envelopes: Sequence[Envelope]) -> list[Delivered[T]]:
+        found: list[Delivered[T]] = []
+        seen: set[str] = set()
+        for envelope in envelopes:
+            if envelope.type != event_type or envelope.id in seen:
+                continue  # another type, or the same event delivered twice in one batch
+            seen.add(envelope.id)
+            message = envelope.parse(message_type)
+            assert isinstance(message, message_type)
+            found.append(Delivered(envelope.id, envelope.workspace, convert(envelope, message)))
+        return found
+
+    async def one(envelope: Envelope) -> None:
+        items = deliveries([envelope])
+        if items:
+            await apply(items)
+
+    async def batch(envelopes: Sequence[Envelope]) -> None:
+        items = deliveries(envelopes)
+        if items:
+            await apply(items)
+
+    return Handlers(one, batch)

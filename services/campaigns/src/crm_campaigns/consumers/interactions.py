@@ -6,21 +6,22 @@ from datetime import UTC
 from uuid import UUID
 
 from crm.ingest.v1 import events_pb2
-from crm_campaigns.domain.model import INTERACTION_RECORDED
+from crm_campaigns.domain.model import INTERACTION_RECORDED, InteractionSeen
 from crm_campaigns.service import CampaignsService
-from crmkit.kafka import Envelope, Handler, PermanentError, on_event
+from crmkit.kafka import Envelope, Handlers, PermanentError, consume
 
 
-def interactions_handler(service: CampaignsService) -> Handler:
-    async def apply(envelope: Envelope, recorded: events_pb2.InteractionRecorded) -> None:
-        item = recorded.interaction
-        if item.workspace_id != envelope.workspace:
-            raise PermanentError("payload workspace differs from the envelope's")
-        try:
-            contact_id = str(UUID(item.contact_id))
-        except ValueError as exc:
-            raise PermanentError("interaction without a valid contact id") from exc
-        await service.record_interaction(envelope.workspace, envelope.id, contact_id,
-                                         item.occurred_at.ToDatetime(tzinfo=UTC))
+def interaction_seen(envelope: Envelope, recorded: events_pb2.InteractionRecorded) -> InteractionSeen:
+    item = recorded.interaction
+    if item.workspace_id != envelope.workspace:
+        raise PermanentError("payload workspace differs from the envelope's")
+    try:
+        contact_id = str(UUID(item.contact_id))
+    except ValueError as exc:
+        raise PermanentError("interaction without a valid contact id") from exc
+    return InteractionSeen(contact_id, item.occurred_at.ToDatetime(tzinfo=UTC))
 
-    return on_event(INTERACTION_RECORDED, events_pb2.InteractionRecorded, apply)
+
+def interactions_handlers(service: CampaignsService) -> Handlers:
+    return consume(INTERACTION_RECORDED, events_pb2.InteractionRecorded, interaction_seen,
+                   service.record_interactions)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from pymongo import ASCENDING, UpdateOne
 
-from pymongo import ASCENDING
-
-from crm_campaigns.domain.model import ContactEngagement
+from crm_campaigns.domain.model import ContactEngagement, EngagementDelta
 from crmkit.mongo import MongoDatabase, MongoUnitOfWork
 
 
@@ -16,14 +14,15 @@ async def prepare(database: MongoDatabase) -> None:
     )
 
 
-async def count_interaction(uow: MongoUnitOfWork, workspace_id: str, contact_id: str,
-                            at: datetime) -> None:
-    await uow.db.contact_engagement.update_one(
-        {"workspace_id": workspace_id, "contact_id": contact_id},
-        {"$inc": {"interaction_count": 1}, "$max": {"last_interaction_at": at}},
-        upsert=True,
-        session=uow.session,
-    )
+async def add_engagement(uow: MongoUnitOfWork, deltas: list[EngagementDelta]) -> None:
+    if not deltas:
+        return
+    await uow.db.contact_engagement.bulk_write([
+        UpdateOne({"workspace_id": d.workspace_id, "contact_id": d.contact_id},
+                  {"$inc": {"interaction_count": d.count}, "$max": {"last_interaction_at": d.last_at}},
+                  upsert=True)
+        for d in deltas
+    ], ordered=False, session=uow.session)
 
 
 async def get_engagement(database: MongoDatabase, workspace_id: str,

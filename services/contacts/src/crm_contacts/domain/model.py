@@ -81,6 +81,12 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True)
+class ContactTimelineEntry:
+    contact_id: UUID
+    entry: TimelineEntry
+
+
+@dataclass(frozen=True)
 class TimelinePosition:
     """Where a timeline page ends: entries are ordered newest first, then by id."""
 

@@ -9,6 +9,7 @@ import asyncpg
 
 from crm_contacts.domain.model import (
     Contact,
+    ContactTimelineEntry,
     Identity,
     IdentityKind,
     TimelineEntry,
@@ -70,20 +71,21 @@ class ContactsStore:
             "SELECT 1 FROM contacts WHERE workspace_id = $1 AND id = $2", workspace_id, contact_id
         ))
 
-    async def add_timeline_entry(self, workspace_id: str, contact_id: UUID, entry: TimelineEntry) -> None:
-        await self.conn.execute(
+    async def add_timeline_entries(self, entries: list[tuple[str, ContactTimelineEntry]]) -> None:
+        await self.conn.executemany(
             "INSERT INTO timeline_entries (workspace_id, entry_id, contact_id, kind, channel,"
             " direction, summary, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             " ON CONFLICT DO NOTHING",
-            workspace_id, entry.entry_id, contact_id, entry.kind, entry.channel, entry.direction,
-            entry.summary, entry.occurred_at,
+            [(workspace_id, e.entry.entry_id, e.contact_id, e.entry.kind, e.entry.channel,
+              e.entry.direction, e.entry.summary, e.entry.occurred_at) for workspace_id, e in entries],
         )
 
-    async def touch_last_seen(self, workspace_id: str, contact_id: UUID, seen_at: datetime) -> None:
-        await self.conn.execute(
+    async def touch_last_seen(self, seen: dict[tuple[str, UUID], datetime]) -> None:
+        """Move each (workspace, contact)'s last-seen time forward, never back."""
+        await self.conn.executemany(
             "UPDATE contacts SET last_seen_at = GREATEST(COALESCE(last_seen_at, $3), $3)"
             " WHERE workspace_id = $1 AND id = $2",
-            workspace_id, contact_id, seen_at,
+            [(workspace_id, contact_id, at) for (workspace_id, contact_id), at in seen.items()],
         )
 
     async def timeline(

@@ -37,14 +37,16 @@ class InteractionsStore:
     def __init__(self, uow: MongoUnitOfWork) -> None:
         self.uow = uow
 
-    async def exists(self, workspace_id: str, interaction_id: str) -> bool:
-        found = await self.uow.db.interactions.find_one(
-            {"_id": interaction_id, "workspace_id": workspace_id}, {"_id": 1}, session=self.uow.session
-        )
-        return found is not None
+    async def existing(self, interaction_ids: list[str]) -> set[str]:
+        """Which of these ids are stored (ids are derived with the workspace in them)."""
+        cursor = self.uow.db.interactions.find(
+            {"_id": {"$in": interaction_ids}}, {"_id": 1}, session=self.uow.session)
+        return {doc["_id"] async for doc in cursor}
 
-    async def insert(self, item: Interaction) -> None:
-        await self.uow.db.interactions.insert_one(_to_doc(item), session=self.uow.session)
+    async def insert_many(self, items: list[Interaction]) -> None:
+        if items:
+            await self.uow.db.interactions.insert_many([_to_doc(i) for i in items],
+                                                       session=self.uow.session)
 
 
 async def get_interaction(database: MongoDatabase, workspace_id: str,

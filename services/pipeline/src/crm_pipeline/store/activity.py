@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
-from crm_pipeline.domain.model import ContactActivity
+from crm_pipeline.domain.model import ActivityDelta, ContactActivity
 
 
 class ActivityStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def count_interaction(self, workspace_id: str, contact_id: UUID, at: datetime) -> None:
-        await self.conn.execute(
+    async def add(self, deltas: list[ActivityDelta]) -> None:
+        await self.conn.executemany(
             "INSERT INTO contact_activity (workspace_id, contact_id, interaction_count, last_activity_at)"
-            " VALUES ($1, $2, 1, $3) ON CONFLICT (workspace_id, contact_id) DO UPDATE SET"
-            " interaction_count = contact_activity.interaction_count + 1,"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (workspace_id, contact_id) DO UPDATE SET"
+            " interaction_count = contact_activity.interaction_count + EXCLUDED.interaction_count,"
             " last_activity_at = GREATEST(contact_activity.last_activity_at, EXCLUDED.last_activity_at)",
-            workspace_id, contact_id, at,
+            [(d.workspace_id, d.contact_id, d.count, d.last_at) for d in deltas],
         )
 
     async def get(self, workspace_id: str, contact_id: UUID) -> ContactActivity | None:

@@ -1,0 +1,24 @@
+from crm.common.v1 import common_pb2
+from crmkit.kafka import Delivered, Envelope, consume, make_event
+
+
+def envelope(amount: int, event_type: str = "crm.test.money.v1") -> Envelope:
+    return make_event(topic="t", type=event_type, source="/s", workspace="ws", subject="a",
+                      payload=common_pb2.Money(amount_minor=amount, currency="EUR")).envelope
+
+
+async def test_a_batch_gives_each_event_once_and_skips_other_types() -> None:
+    applied: list[list[Delivered[int]]] = []
+
+    async def apply(items: list[Delivered[int]]) -> None:
+        applied.append(items)
+
+    handlers = consume("crm.test.money.v1", common_pb2.Money, lambda e, m: m.amount_minor, apply)
+    first, second = envelope(1), envelope(2)
+    await handlers.batch([first, envelope(9, "crm.test.other.v1"), second, first])
+    assert [[(d.event_id, d.workspace_id, d.item) for d in batch] for batch in applied] == [
+        [(first.id, "ws", 1), (second.id, "ws", 2)]]
+    await handlers.one(envelope(7, "crm.test.other.v1"))
+    assert len(applied) == 1  # nothing of its type: apply is not called
+    await handlers.one(second)
+    assert [d.item for d in applied[-1]] == [2]
