@@ -10,7 +10,7 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
-from email.utils import parsedate_to_datetime
+from email.utils import parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 
 MAX_TEXT_CHARS = 100_000
@@ -134,13 +134,15 @@ def html_to_text(html: str) -> str:
 
 
 def sender_of(raw: bytes) -> str | None:
-    """The From address, read from the headers alone (cheap enough for the accepting endpoint)."""
+    """The From address, for the partition key only: read from the headers alone with the
+    legacy parser, about ten times cheaper than policy.default, so that the accepting endpoint
+    stays fast. The worker's full parse decides what the sender really is."""
     try:
-        headers = BytesHeaderParser(policy=policy.default).parsebytes(raw)
-        addresses = getattr(headers.get("from"), "addresses", ())
-        return str(addresses[0].addr_spec).lower() if addresses and addresses[0].addr_spec else None
+        headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
+        address = parseaddr(str(headers.get("from", "")))[1].strip().lower()
     except Exception:  # whatever the bytes: the worker decides what is malformed
         return None
+    return address if "@" in address else None
 
 
 def _date(value: object) -> datetime | None:
