@@ -89,16 +89,22 @@ def infra_env() -> Iterator[dict[str, str]]:
     else:
         ports = {"kafka": devstack.free_port(), "mongo": devstack.free_port(),
                  "postgres": devstack.free_port()}
-        env = devstack.up(data_dir, ports).env
+        try:
+            env = devstack.up(data_dir, ports).env
+        except BaseException:
+            devstack.down(data_dir)  # whatever did start
+            raise
         os.environ.update(env)
     try:
         yield env
     finally:
-        _drop_databases(env["CRM_POSTGRES_DSN"])
-        for container in containers:
-            container.stop()  # type: ignore[attr-defined]
-        devstack.down(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        try:
+            _drop_databases(env["CRM_POSTGRES_DSN"])
+        finally:
+            for container in containers:
+                container.stop()  # type: ignore[attr-defined]
+            devstack.down(data_dir)
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _drop_databases(dsn: str) -> None:

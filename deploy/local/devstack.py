@@ -308,18 +308,20 @@ def _dev(args: argparse.Namespace) -> int:
     data_dir = Path(args.dir)
     offset = args.port_offset
     services = {name: (http + offset, grpc + offset) for name, (http, grpc) in SERVICES.items()}
-    stack = up(data_dir, {name: port + offset for name, port in DEV_PORTS.items()})
-    secret = dev_secret(data_dir)
-    base = {
-        **stack.env,
-        "CRM_JWT_SECRET": secret,
-        "CRM_DATABASE_PREFIX": os.environ.get("CRM_DATABASE_PREFIX", "crm_dev_"),
-        "CRM_CONSUMER_GROUP_PREFIX": os.environ.get("CRM_CONSUMER_GROUP_PREFIX", "crm.dev."),
-    }
-    if args.otlp:
-        base.update({"CRM_OTEL_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": args.otlp})
-    env = service_env(base, services)
+    stack = Stack(data_dir)
     try:
+        # Inside the try: an error or Ctrl-C while a server starts still stops what did start.
+        stack = up(data_dir, {name: port + offset for name, port in DEV_PORTS.items()})
+        secret = dev_secret(data_dir)
+        base = {
+            **stack.env,
+            "CRM_JWT_SECRET": secret,
+            "CRM_DATABASE_PREFIX": os.environ.get("CRM_DATABASE_PREFIX", "crm_dev_"),
+            "CRM_CONSUMER_GROUP_PREFIX": os.environ.get("CRM_CONSUMER_GROUP_PREFIX", "crm.dev."),
+        }
+        if args.otlp:
+            base.update({"CRM_OTEL_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": args.otlp})
+        env = service_env(base, services)
         print("starting the services...", flush=True)
         start_services(stack, env, services)
         sys.path.insert(0, str(ROOT / "deploy" / "local"))

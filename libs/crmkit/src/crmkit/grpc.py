@@ -3,6 +3,7 @@ deadlines, retries for idempotent calls, and per-workspace service credentials."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -12,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from crmkit.auth import Authenticator, AuthError, Principal
+from crmkit.kafka.retry import is_transient
 from crmkit.telemetry import grpc_client_interceptors, grpc_server_interceptors
 
 # Every call carries a deadline; this is the default for calls between services.
@@ -34,9 +36,35 @@ class GrpcServer:
         await self.server.stop(grace)
 
 
+class TransientToUnavailable(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """A server whose own dependency is down answers UNAVAILABLE, not UNKNOWN: the caller then
+    retries and waits (its consumers treat UNAVAILABLE as transient) instead of giving up."""
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await inner(request, context)
+            except Exception as exc:
+                if is_transient(exc):
+                    await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                        f"a dependency is unavailable ({type(exc).__name__}); retry")
+                raise
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
 async def start_server(host: str, port: int, services: dict[str, Register]) -> GrpcServer:
     """Serve the given servicers (by full service name) and grpc.health.v1.Health."""
-    server = grpc.aio.server(interceptors=grpc_server_interceptors())
+    server = grpc.aio.server(interceptors=[*grpc_server_interceptors(), TransientToUnavailable()])
     for register in services.values():
         register(server)
     health_servicer = health.aio.HealthServicer()
@@ -59,8 +87,10 @@ class GrpcAuth:
     async def principal(self, context: grpc.aio.ServicerContext, scope: str) -> Principal:
         metadata = dict(context.invocation_metadata() or ())
         try:
-            principal = self.authenticator.from_headers(
-                _text(metadata.get("authorization")), _text(metadata.get("x-api-key"))
+            # In a thread: a JWKS refresh is a blocking HTTP request.
+            principal = await asyncio.to_thread(
+                self.authenticator.from_headers,
+                _text(metadata.get("authorization")), _text(metadata.get("x-api-key")),
             )
         except AuthError as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))

@@ -23,7 +23,7 @@ from pymongo.write_concern import WriteConcern
 
 from crmkit.kafka.envelope import Envelope, Event
 from crmkit.kafka.producer import Producer
-from crmkit.relay import OutboxRelay
+from crmkit.relay import OutboxRelay, send_all
 
 log = logging.getLogger(__name__)
 
@@ -142,15 +142,14 @@ class MongoOutboxRelay(OutboxRelay):
         docs = await self.db.outbox.find().sort("_id", ASCENDING).limit(self.batch_size).to_list()
         if not docs:
             return 0
-        events = [
-            Event(
-                topic=d["topic"],
-                key=d["key"],
-                envelope=Envelope.from_record([(k, bytes(v)) for k, v in d["headers"]], bytes(d["value"])),
-            )
-            for d in docs
-        ]
-        await self.producer.publish(events)
+        unsendable = await send_all(self.producer, docs, _doc_event)
+        if unsendable:
+            await self.db.outbox_dead.insert_many([{**doc, "reason": reason} for doc, reason in unsendable])
         await self.db.outbox.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
-        return len(docs)
+        return len(docs) - len(unsendable)
+
+
+def _doc_event(doc: Document) -> Event:
+    envelope = Envelope.from_record([(k, bytes(v)) for k, v in doc["headers"]], bytes(doc["value"]))
+    return Event(topic=doc["topic"], key=doc["key"], envelope=envelope)
 

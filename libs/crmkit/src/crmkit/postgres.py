@@ -18,7 +18,7 @@ import asyncpg
 
 from crmkit.kafka.envelope import Envelope, Event
 from crmkit.kafka.producer import Producer
-from crmkit.relay import OutboxRelay
+from crmkit.relay import OutboxRelay, send_all
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +161,16 @@ class PgOutboxRelay(OutboxRelay):
             )
             if not rows:
                 return 0
-            events = [_row_event(row) for row in rows]
-            await self.producer.publish(events)
+            unsendable = await send_all(self.producer, rows, _row_event)
+            if unsendable:
+                await conn.executemany(
+                    "INSERT INTO outbox_dead (id, topic, key, headers, value, created_at, reason)"
+                    " SELECT id, topic, key, headers, value, created_at, $2 FROM outbox WHERE id = $1",
+                    [(row["id"], reason) for row, reason in unsendable],
+                )
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])",
                                [row["id"] for row in rows])
-        return len(rows)
+        return len(rows) - len(unsendable)
 
 
 

@@ -6,12 +6,45 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+from aiokafka.errors import MessageSizeTooLargeError
 from opentelemetry import metrics
+
+from crmkit.kafka.envelope import EnvelopeError, Event
+from crmkit.kafka.producer import Producer
 
 log = logging.getLogger(__name__)
 _published = metrics.get_meter("crmkit.outbox").create_counter(
     "crm.outbox.published", unit="{event}", description="Events the outbox relay published")
+
+
+Row = TypeVar("Row")
+
+
+async def send_all(producer: Producer, rows: Sequence[Row], to_event: Callable[[Row], Event]
+                   ) -> list[tuple[Row, str]]:
+    """Send every row's event in order and wait for the broker. Returns the rows whose event
+    can never be sent (not a valid event, or larger than the broker takes), with the reason:
+    the caller sets them aside so that they never block the events behind them. Any other
+    failure raises, and the whole batch is tried again."""
+    queued: list[tuple[Row, asyncio.Future[object]]] = []
+    unsendable: list[tuple[Row, str]] = []
+    for row in rows:
+        try:
+            queued.append((row, await producer.send_event(to_event(row))))
+        except (EnvelopeError, MessageSizeTooLargeError) as exc:
+            unsendable.append((row, f"{type(exc).__name__}: {exc}"[:1000]))
+    results = await asyncio.gather(*(future for _, future in queued), return_exceptions=True)
+    for (row, _), result in zip(queued, results, strict=True):
+        if isinstance(result, MessageSizeTooLargeError):  # the broker's own limit
+            unsendable.append((row, f"{type(result).__name__}: {result}"[:1000]))
+        elif isinstance(result, BaseException):
+            raise result
+    for _, reason in unsendable:
+        log.error("outbox event set aside: it can never be published", extra={"reason": reason})
+    return unsendable
 
 
 class OutboxRelay(ABC):

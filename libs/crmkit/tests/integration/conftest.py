@@ -49,7 +49,7 @@ async def pg(infra: InfraSettings) -> AsyncIterator[PgDatabase]:
 
 @pytest.fixture
 async def clean_pg(pg: PgDatabase) -> PgDatabase:
-    await pg.pool.execute("TRUNCATE outbox, processed_events, effects")
+    await pg.pool.execute("TRUNCATE outbox, outbox_dead, processed_events, effects")
     return pg
 
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def clean_mongo(mongo: MongoDatabase) -> MongoDatabase:
-    for name in ("outbox", "processed_events", "things", "locks"):
+    for name in ("outbox", "outbox_dead", "processed_events", "things", "locks"):
         await mongo.db[name].delete_many({})
     return mongo
 
@@ -63,3 +63,18 @@ async def test_a_second_relay_waits_while_the_first_holds_the_lease(
     assert await first._hold_lease()
     assert await second.publish_batch() == 0
     assert await first.publish_batch() == 1
+
+
+async def test_an_event_the_broker_can_never_take_is_set_aside(
+    clean_mongo: MongoDatabase, producer: Producer, topic: str
+) -> None:
+    async with clean_mongo.unit_of_work() as uow:
+        uow.add(make_event(topic=topic, type="crm.test.v1", source="/t", workspace="ws", subject="big",
+                           payload=common_pb2.PageInfo(next_cursor="x" * (2 * 1024 * 1024))))
+        uow.add(make_event(topic=topic, type="crm.test.v1", source="/t", workspace="ws", subject="ok",
+                           payload=common_pb2.PageInfo()))
+    assert await MongoOutboxRelay(clean_mongo, producer).publish_batch() == 1
+    assert await clean_mongo.db.outbox.count_documents({}) == 0
+    dead = await clean_mongo.db.outbox_dead.find_one({"key": "ws:big"})
+    assert dead is not None
+    assert dead["reason"].startswith("MessageSizeTooLargeError")

@@ -53,11 +53,18 @@ async def test_a_rolled_back_transaction_publishes_nothing(clean_pg: PgDatabase,
 
 
 class CrashAfterPublish(Producer):
-    """The relay's process dies after the broker acknowledged, before the rows are deleted."""
+    """The relay's process dies once the broker acknowledged the third event, before the
+    rows are deleted."""
 
-    async def publish(self, events):  # type: ignore[no-untyped-def]
-        await super().publish(events)
-        raise SystemExit("killed")
+    acked = 0
+
+    async def send_event(self, event):  # type: ignore[no-untyped-def]
+        future = await super().send_event(event)
+        await future
+        self.acked += 1
+        if self.acked == 3:
+            raise SystemExit("killed")
+        return future
 
 
 async def test_a_relay_crash_after_publishing_loses_nothing_and_repeats_at_most_the_batch(
@@ -93,3 +100,23 @@ async def test_only_one_relay_publishes_at_a_time(clean_pg: PgDatabase, producer
 
 async def test_migrations_apply_once(clean_pg: PgDatabase) -> None:
     assert await migrate(clean_pg.pool) == []
+
+
+async def test_an_event_the_broker_can_never_take_is_set_aside_and_blocks_nothing(
+    clean_pg: PgDatabase, producer: Producer, infra: InfraSettings, topic: str
+) -> None:
+    huge = make_event(topic=topic, type="crm.test.blob.v1", source="/test", workspace="ws", subject="a",
+                      payload=common_pb2.PageInfo(next_cursor="x" * (2 * 1024 * 1024)))
+    async with clean_pg.unit_of_work() as uow:
+        uow.add(money_event(topic, "a", 1))
+        uow.add(huge)
+        uow.add(money_event(topic, "a", 2))
+    relay = PgOutboxRelay(clean_pg.pool, producer)
+    assert await relay.publish_batch() == 2
+    assert await clean_pg.pool.fetchval("SELECT count(*) FROM outbox") == 0
+    dead = await clean_pg.pool.fetchrow("SELECT topic, reason FROM outbox_dead")
+    assert dead["topic"] == topic
+    assert dead["reason"].startswith("MessageSizeTooLargeError")
+    records = await read_all(infra, topic, 2)
+    amounts = [Envelope.from_record(r.headers, r.value).parse(common_pb2.Money) for r in records]
+    assert [m.amount_minor for m in amounts if isinstance(m, common_pb2.Money)] == [1, 2]

@@ -49,3 +49,12 @@ def test_a_timeline_line_is_the_subject_or_the_start_of_the_text() -> None:
     assert summarise("", "  hello\n  world ") == "hello world"
     assert summarise("", "x" * 500).endswith("…")
     assert len(summarise("", "x" * 500)) == 140
+
+
+def test_cursors_with_out_of_range_or_zoneless_times_are_refused() -> None:
+    import base64
+
+    for stamp in ("0001-01-01T00:00:00+14:00", "2026-11-23T09:30:00"):
+        forged = base64.urlsafe_b64encode(f"{stamp}|x".encode()).decode()
+        with pytest.raises(InvalidCursor):
+            TimelinePosition.decode(forged)

@@ -102,6 +102,18 @@ async def test_bad_requests_are_refused_at_the_endpoint_with_a_problem(
     assert response.json()["type"].endswith(slug)
 
 
+async def test_a_message_larger_than_the_stream_takes_is_a_413_not_a_500(platform: Platform) -> None:
+    settings = platform.ingest_app.state.settings
+    configured, settings.max_email_bytes = settings.max_email_bytes, 4 * 1024 * 1024
+    try:
+        body = email("big@example.com", f"{uuid7()}@x") + b"x" * (1536 * 1024)
+        response = await post(platform, body)
+    finally:
+        settings.max_email_bytes = configured
+    assert response.status_code == 413
+    assert response.json()["detail"] == "the message is larger than the event stream takes"
+
+
 async def test_only_integrations_with_the_write_scope_may_post(platform: Platform) -> None:
     response = await platform.ingest.post("/v1/channels/email/inbound", content=b"x",
                                           headers={"Content-Type": "message/rfc822"})

@@ -93,3 +93,16 @@ def test_the_sender_is_read_from_the_headers_without_parsing_the_body() -> None:
     assert sender_of(REPLY) == "ada@example.com"
     assert sender_of(b"Subject: none\n\nbody") is None
     assert sender_of(b"\xff\xfe garbage") is None
+
+
+def test_raw_utf8_headers_nuls_and_huge_lists_come_out_clean_and_bounded() -> None:
+    to = ", ".join(f"r{n}@example.com" for n in range(500))
+    raw = ("From: José Núñez <jose@example.com>\nTo: " + to + "\nSubject: Help\x00me\n"
+           "Message-ID: <" + "x" * 5000 + "@example.com>\n\nBody \x00 text\n").encode()
+    email = parse_email(raw)
+    assert email.sender_name == "José Núñez"
+    assert email.subject == "Helpme"
+    assert "\x00" not in email.text
+    assert len(email.recipients) == 100
+    assert len(email.message_id) == 998
+    email.subject.encode("utf-8")  # no surrogates left

@@ -41,3 +41,12 @@ def test_ticket_cursors_round_trip_and_reject_forgeries() -> None:
     assert decode_cursor(encode_cursor(stamp, ticket_id)) == (stamp, ticket_id)
     with pytest.raises(ValueError, match="not enough values"):
         decode_cursor("bm9wZQ")
+
+
+def test_cursors_with_out_of_range_or_zoneless_times_are_refused() -> None:
+    import base64
+
+    for stamp in ("0001-01-01T00:00:00+14:00", "2026-11-23T09:30:00"):
+        forged = base64.urlsafe_b64encode(f"{stamp}|{uuid4()}".encode()).decode()
+        with pytest.raises(ValueError, match="cursor's time"):
+            decode_cursor(forged)

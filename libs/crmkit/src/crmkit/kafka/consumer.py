@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
@@ -68,7 +69,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.runner.lock:  # wait for the batch in progress
-            await self.runner.commit_processed(revoked)
+            try:
+                await self.runner.commit_processed(revoked)
+            finally:
+                # Whatever the commit did, these offsets are not ours to commit any more.
+                for tp in revoked:
+                    self.runner._pending.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.runner.assigned.set()
@@ -119,24 +125,29 @@ class ConsumerRunner:
 
     async def stop(self, grace: float = 10.0) -> None:
         self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, grace)
-            except TimeoutError:
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
-        await self.commit_processed(None)
-        await self._consumer.stop()
+        try:
+            if self._task is not None:
+                await asyncio.wait({self._task}, timeout=grace)
+                if not self._task.done():
+                    self._task.cancel()
+                results = await asyncio.gather(self._task, return_exceptions=True)
+                if isinstance(results[0], Exception):
+                    log.error("the consumer loop had failed", exc_info=results[0],
+                              extra={"group": self.group_id})
+            await self.commit_processed(None)
+        finally:
+            await self._consumer.stop()
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
     async def commit_processed(self, partitions: set[TopicPartition] | None) -> None:
+        assigned = self._consumer.assignment()
         offsets = {
             tp: offset
             for tp, offset in self._pending.items()
-            if partitions is None or tp in partitions
+            if (partitions is None or tp in partitions) and tp in assigned
         }
         if not offsets:
             return
@@ -276,13 +287,16 @@ class ConsumerRunner:
             ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
         ]
         # Waits for the broker: the offset is committed only once the DLQ has the record.
+        value = record.value or b""
         while True:
             try:
-                future = await self.producer.send_raw(
-                    dlq(record.topic), record.key, record.value or b"", headers
-                )
+                future = await self.producer.send_raw(dlq(record.topic), record.key, value, headers)
                 await future
                 break
+            except MessageSizeTooLargeError:
+                # The headers say where the record is; its value stays on the source topic.
+                value = b""
+                headers.append(("dlq_value_omitted", b"too large for the dead-letter topic"))
             except Exception:
                 log.warning("DLQ write failed; retrying", exc_info=True)
                 await asyncio.sleep(1)

@@ -11,6 +11,7 @@ from opentelemetry.trace import SpanKind
 
 from crmkit.kafka.envelope import Event
 from crmkit.settings import InfraSettings
+from crmkit.telemetry import context_from_headers
 
 _tracer = trace.get_tracer("crmkit.kafka")
 
@@ -41,30 +42,25 @@ class Producer:
         )
         return future
 
+    async def send_event(self, event: Event) -> asyncio.Future[object]:
+        """Queue one event in the trace it carries; the future resolves on the broker's ack.
+        Raises MessageSizeTooLargeError at once for an event larger than a request may be."""
+        env = event.envelope
+        with _tracer.start_as_current_span(
+            f"{event.topic} publish",
+            kind=SpanKind.PRODUCER,
+            context=context_from_headers(env.trace) if env.trace else None,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": event.topic,
+                        "messaging.message.id": env.id, "cloudevents.event_type": env.type},
+        ):
+            return await self.send_raw(event.topic, event.key.encode(), env.data, env.headers())
+
     async def publish(self, events: Sequence[Event]) -> None:
         """Send events in order and wait until the broker has every one of them."""
-        futures = []
-        for event in events:
-            env = event.envelope
-            with _tracer.start_as_current_span(
-                f"{event.topic} publish",
-                kind=SpanKind.PRODUCER,
-                context=_context_of(env.trace),
-                attributes={"messaging.system": "kafka", "messaging.destination.name": event.topic,
-                            "messaging.message.id": env.id, "cloudevents.event_type": env.type},
-            ):
-                futures.append(
-                    await self.send_raw(event.topic, event.key.encode(), env.data, env.headers())
-                )
+        futures = [await self.send_event(event) for event in events]
         if futures:
             await asyncio.gather(*futures)
 
     async def ping(self) -> None:
         """Readiness: the broker answers a metadata request."""
         await self._producer.client.fetch_all_metadata()
-
-
-def _context_of(headers: dict[str, str]):  # type: ignore[no-untyped-def]
-    from crmkit.telemetry import context_from_headers
-
-    return context_from_headers(headers) if headers else None

@@ -71,6 +71,11 @@ def is_transient(error: BaseException) -> bool:
 
     return isinstance(
         error,
-        (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.CannotConnectNowError,
-         asyncpg.exceptions.TooManyConnectionsError),
+        (
+            asyncpg.exceptions.PostgresConnectionError,  # class 08: the connection is gone
+            asyncpg.exceptions.InterfaceError,  # the pool's connection was closed under us
+            asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, failover
+            asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization, deadlock
+            asyncpg.exceptions.TooManyConnectionsError,
+        ),
     )

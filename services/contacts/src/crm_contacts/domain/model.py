@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -102,9 +102,15 @@ class TimelinePosition:
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
             stamp, entry_id = raw.split("|", 1)
-            return cls(datetime.fromisoformat(stamp), entry_id)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return cls(_utc(datetime.fromisoformat(stamp)), entry_id)
+        except (ValueError, UnicodeDecodeError, OverflowError) as exc:
             raise InvalidCursor() from exc
+
+
+def _utc(stamp: datetime) -> datetime:
+    if stamp.tzinfo is None:
+        raise ValueError("a cursor's time has a zone")
+    return stamp.astimezone(UTC)
 
 
 def summarise(subject: str, text: str, limit: int = 140) -> str:

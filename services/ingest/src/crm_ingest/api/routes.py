@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+from aiokafka.errors import MessageSizeTooLargeError
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
@@ -78,7 +79,11 @@ async def inbound_email(request: Request, caller: Writer, service: Service) -> A
     raw = await read_limited(request, settings.max_email_bytes)
     if not raw.strip():
         raise Problem(422, "empty-message", "Empty message", "the request body holds no message")
-    raw_id = await service.accept_email(caller.workspace_id, raw, source="email-http")
+    try:
+        raw_id = await service.accept_email(caller.workspace_id, raw, source="email-http")
+    except MessageSizeTooLargeError as exc:
+        raise Problem(413, "too-large", "Payload too large",
+                      "the message is larger than the event stream takes") from exc
     return Accepted(id=raw_id)
 
 

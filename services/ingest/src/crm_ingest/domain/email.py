@@ -14,6 +14,9 @@ from email.utils import parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 
 MAX_TEXT_CHARS = 100_000
+MAX_HEADER_CHARS = 998  # RFC 5322's line limit: longer ids and subjects are cut, not refused
+MAX_RECIPIENTS = 100
+MAX_REFERENCES = 50
 
 
 class MalformedEmail(ValueError):
@@ -51,9 +54,12 @@ def _parse(message: EmailMessage, raw: bytes) -> ParsedEmail:
     if not senders:
         raise MalformedEmail("no sender address in From")
     sender = senders[0]
-    if "@" not in sender.addr_spec:
+    sender_address = _clean(sender.addr_spec).lower()
+    if "@" not in sender_address or len(sender_address) > 320:
         raise MalformedEmail("the From address is not an email address")
-    recipients = tuple(a.addr_spec.lower() for name in ("to", "cc") for a in _addresses(message, name))
+    recipients = tuple(dict.fromkeys(
+        _clean(a.addr_spec).lower() for name in ("to", "cc") for a in _addresses(message, name)
+    ))[:MAX_RECIPIENTS]
     message_id = _msg_id(message.get("message-id", ""))
     if not message_id:
         # No Message-ID: the content itself identifies the message, so a replay still matches.
@@ -62,14 +68,20 @@ def _parse(message: EmailMessage, raw: bytes) -> ParsedEmail:
     return ParsedEmail(
         message_id=message_id,
         in_reply_to=_msg_id(message.get("in-reply-to", "")),
-        references=references,
-        sender_address=sender.addr_spec.lower(),
-        sender_name=sender.display_name or "",
+        references=references[-MAX_REFERENCES:],
+        sender_address=sender_address,
+        sender_name=_clean(sender.display_name or "")[:200],
         recipients=recipients,
-        subject=str(message.get("subject", ""))[:998],
-        text=_text_body(message)[:MAX_TEXT_CHARS],
+        subject=_clean(str(message.get("subject", "")))[:MAX_HEADER_CHARS],
+        text=_clean(_text_body(message))[:MAX_TEXT_CHARS],
         sent_at=_date(message.get("date")),
     )
+
+
+def _clean(text: str) -> str:
+    """Valid Unicode without NULs: raw 8-bit UTF-8 headers (RFC 6532) come out of the parser
+    as surrogate escapes, which neither protobuf nor PostgreSQL accept."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "")
 
 
 def _addresses(message: EmailMessage, header: str) -> list[Address]:
@@ -81,8 +93,9 @@ def _addresses(message: EmailMessage, header: str) -> list[Address]:
 
 
 def _msg_id(value: object) -> str:
-    text = str(value).strip()
-    return text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
+    text = _clean(str(value)).strip()
+    text = text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
+    return text[:MAX_HEADER_CHARS]
 
 
 def _text_body(message: EmailMessage) -> str:

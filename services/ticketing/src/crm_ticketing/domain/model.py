@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -71,6 +71,13 @@ def encode_cursor(created_at: datetime, ticket_id: UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """Raises ValueError for anything this API did not give out."""
     raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     stamp, ticket_id = raw.split("|", 1)
-    return datetime.fromisoformat(stamp), UUID(ticket_id)
+    created_at = datetime.fromisoformat(stamp)
+    if created_at.tzinfo is None:
+        raise ValueError("a cursor's time has a zone")
+    try:
+        return created_at.astimezone(UTC), UUID(ticket_id)
+    except OverflowError as exc:
+        raise ValueError("a cursor's time is out of range") from exc
