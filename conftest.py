@@ -8,7 +8,6 @@ set, those servers. Every run uses its own database and consumer-group prefix.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import shutil
@@ -22,17 +21,8 @@ ROOT = Path(__file__).resolve().parent
 RUN_ID = secrets.token_hex(4)
 
 
-def _load_devstack():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("devstack", ROOT / "deploy/local/devstack.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["devstack"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-devstack = _load_devstack()
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+import devstack  # noqa: E402 - the local infrastructure scripts, shared with `make dev`
 
 # Settings every process of this run reads; set before any test imports a service.
 os.environ.setdefault("CRM_JWT_SECRET", secrets.token_urlsafe(48))

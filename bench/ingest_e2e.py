@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import ipaddress
 import os
 import platform
@@ -437,13 +436,11 @@ def report(args: argparse.Namespace, host: str, servers: str, record_size: int,
 # --- the isolated platform --------------------------------------------------------------------
 
 def load_devstack() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("devstack", ROOT / "deploy/local/devstack.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["devstack"] = module
-    spec.loader.exec_module(module)
-    return module
+    """The local infrastructure scripts that `make dev` uses."""
+    sys.path.insert(0, str(ROOT / "deploy" / "local"))
+    import devstack
+
+    return devstack
 
 
 def free_ports(count: int) -> list[int]:

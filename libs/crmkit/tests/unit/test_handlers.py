@@ -22,3 +22,17 @@ async def test_a_batch_gives_each_event_once_and_skips_other_types() -> None:
     assert len(applied) == 1  # nothing of its type: apply is not called
     await handlers.one(second)
     assert [d.item for d in applied[-1]] == [2]
+
+
+async def test_a_payload_from_another_workspace_than_its_envelope_is_refused() -> None:
+    import pytest
+
+    from crmkit.kafka import PermanentError
+
+    async def apply(items: list[Delivered[str]]) -> None:
+        raise AssertionError("must not be applied")
+
+    handlers = consume("crm.test.money.v1", common_pb2.Money, lambda e, m: m.currency, apply,
+                       workspace_of=lambda money: money.currency)  # the test's stand-in field
+    with pytest.raises(PermanentError, match="workspace"):
+        await handlers.one(envelope(1))  # envelope workspace "ws", payload says "EUR"

@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 
 from crmkit.kafka.consumer import BatchHandler, Handler
 from crmkit.kafka.envelope import Envelope
+from crmkit.kafka.retry import PermanentError
 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
@@ -37,10 +38,13 @@ def consume(
     message_type: type[M],
     convert: Callable[[Envelope, M], T],
     apply: Callable[[list[Delivered[T]]], Awaitable[object]],
+    *,
+    workspace_of: Callable[[M], str] | None = None,
 ) -> Handlers:
     """Handlers that convert each ``event_type`` event with ``convert`` (which raises
     PermanentError for bad input) and give the results to ``apply`` together. Other event
-    types on the topic are skipped, so new types can be added without breaking this consumer."""
+    types on the topic are skipped, so new types can be added without breaking this consumer.
+    With ``workspace_of``, a payload whose workspace is not the envelope's is refused."""
 
     def deliveries(envelopes: Sequence[Envelope]) -> list[Delivered[T]]:
         found: list[Delivered[T]] = []
@@ -51,6 +55,8 @@ def consume(
             seen.add(envelope.id)
             message = envelope.parse(message_type)
             assert isinstance(message, message_type)
+            if workspace_of is not None and workspace_of(message) != envelope.workspace:
+                raise PermanentError("the payload's workspace differs from the envelope's")
             found.append(Delivered(envelope.id, envelope.workspace, convert(envelope, message)))
         return found
 

@@ -11,8 +11,6 @@ from crmkit.kafka import Envelope, Handlers, PermanentError, consume
 
 
 def timeline_entry(envelope: Envelope, recorded: events_pb2.InteractionRecorded) -> ContactTimelineEntry:
-    if recorded.interaction.workspace_id != envelope.workspace:
-        raise PermanentError("payload workspace differs from the envelope's")
     try:
         return timeline_entry_of(recorded)
     except ValueError as exc:
@@ -21,4 +19,5 @@ def timeline_entry(envelope: Envelope, recorded: events_pb2.InteractionRecorded)
 
 def interactions_handlers(service: ContactsService) -> Handlers:
     return consume(INTERACTION_RECORDED, events_pb2.InteractionRecorded, timeline_entry,
-                   service.record_timeline_entries)
+                   service.record_timeline_entries,
+                   workspace_of=lambda recorded: recorded.interaction.workspace_id)

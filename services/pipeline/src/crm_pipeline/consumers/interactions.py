@@ -13,8 +13,6 @@ from crmkit.kafka import Envelope, Handlers, PermanentError, consume
 
 def interaction_seen(envelope: Envelope, recorded: events_pb2.InteractionRecorded) -> InteractionSeen:
     item = recorded.interaction
-    if item.workspace_id != envelope.workspace:
-        raise PermanentError("payload workspace differs from the envelope's")
     try:
         contact_id = UUID(item.contact_id)
     except ValueError as exc:
@@ -24,4 +22,5 @@ def interaction_seen(envelope: Envelope, recorded: events_pb2.InteractionRecorde
 
 def interactions_handlers(service: PipelineService) -> Handlers:
     return consume(INTERACTION_RECORDED, events_pb2.InteractionRecorded, interaction_seen,
-                   service.record_interactions)
+                   service.record_interactions,
+                   workspace_of=lambda recorded: recorded.interaction.workspace_id)

@@ -12,8 +12,6 @@ from crmkit.kafka import Envelope, Handlers, PermanentError, consume
 
 def inbound_message(envelope: Envelope, recorded: events_pb2.InteractionRecorded) -> InboundMessage | None:
     """The message to thread; None for what ticketing does not thread (our own replies)."""
-    if recorded.interaction.workspace_id != envelope.workspace:
-        raise PermanentError("payload workspace differs from the envelope's")
     if recorded.interaction.direction != interaction_pb2.DIRECTION_INBOUND:
         return None  # replies continue tickets through ticketing itself
     try:
@@ -24,4 +22,5 @@ def inbound_message(envelope: Envelope, recorded: events_pb2.InteractionRecorded
 
 def interactions_handlers(service: TicketingService) -> Handlers:
     return consume(INTERACTION_RECORDED, events_pb2.InteractionRecorded, inbound_message,
-                   service.thread_inbound)
+                   service.thread_inbound,
+                   workspace_of=lambda recorded: recorded.interaction.workspace_id)
