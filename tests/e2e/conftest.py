@@ -78,8 +78,10 @@ class Platform:
         return f"127.0.0.1:{self.ports[service][1]}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def platform(infra_env: dict[str, str], collector: Collector) -> Iterator[Platform]:
+    """Stopped at the end of its module: running on, its consumers would also act on the
+    events of tests that run after it."""
     import os
 
     data_dir = ROOT / ".local" / f"e2e-{RUN_ID}-{secrets.token_hex(2)}"

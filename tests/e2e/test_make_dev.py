@@ -1,7 +1,9 @@
 """`make dev` as a newcomer runs it: the platform with demo data, then Ctrl-C leaves nothing running.
 
-The run reuses this test session's servers (CRM_* settings in the environment win, so `dev`
-starts only the services), on ports shifted away from a developer's own `make dev`.
+The run starts its own broker and MongoDB server, as `make dev` does on a fresh machine (the
+session's platform shares a broker with the integration tests, and would consume this run's
+events too), on ports shifted away from a developer's own `make dev`. PostgreSQL is shared,
+with this run's own database prefix.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def free_offset() -> int:
     """A shift that puts every port of `make dev` on a free one."""
     ports = [p for pair in devstack.SERVICES.values() for p in pair]
+    ports += [devstack.DEV_PORTS["kafka"], devstack.DEV_PORTS["mongo"]]
     while True:
         offset = random.randrange(2000, 12000, 10)
         if not any(devstack.port_open(port + offset) for port in ports):
@@ -37,8 +41,10 @@ def free_offset() -> int:
 def test_make_dev_serves_demo_data_and_ctrl_c_stops_everything(infra_env: dict[str, str]) -> None:
     data_dir = ROOT / ".local" / f"devtest-{RUN_ID}"
     offset = free_offset()
-    env = {**os.environ, "CRM_DATABASE_PREFIX": f"crm_t{RUN_ID}_dev_",
-           "CRM_CONSUMER_GROUP_PREFIX": f"crm.t{RUN_ID}.dev."}
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("CRM_KAFKA_BOOTSTRAP_SERVERS", "CRM_MONGO_URI")}
+    env.update({"CRM_DATABASE_PREFIX": f"crm_t{RUN_ID}_dev_",
+                "CRM_CONSUMER_GROUP_PREFIX": f"crm.t{RUN_ID}.dev."})
     proc = subprocess.Popen(
         [sys.executable, "deploy/local/devstack.py", "dev", "--dir", str(data_dir),
          "--port-offset", str(offset)],
@@ -62,12 +68,15 @@ def test_make_dev_serves_demo_data_and_ctrl_c_stops_everything(infra_env: dict[s
         assert sorted(t["subject"] for t in tickets) == [
             "Can I upgrade my plan?", "Invoice question for November", "My order arrived damaged"]
         pids = {p.stem: int(p.read_text()) for p in (data_dir / "run").glob("*.pid")}
-        assert set(pids) == set(devstack.SERVICES)
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         code = proc.wait(timeout=60)
     assert code == 0, "".join(output)
+    assert set(pids) == {*devstack.SERVICES, "kafka", "mongo"}
     assert not [name for name, pid in pids.items() if devstack.is_alive(pid)]
     assert not [name for name, (http, grpc) in devstack.SERVICES.items()
                 if devstack.port_open(http + offset) or devstack.port_open(grpc + offset)]
     assert not list((data_dir / "run").glob("*.pid"))
+    infra = [devstack.DEV_PORTS["kafka"] + offset, devstack.DEV_PORTS["mongo"] + offset]
+    assert not [port for port in infra if devstack.port_open(port)]
+    shutil.rmtree(data_dir, ignore_errors=True)

@@ -18,7 +18,7 @@ from crm_ticketing.domain.model import (
 from crm_ticketing.store.tickets import TicketsStore
 from crm_ticketing.wire import ticket_created
 from crmkit.ids import uuid7
-from crmkit.kafka import Delivered
+from crmkit.kafka import Delivered, TransientError
 from crmkit.postgres import PgDatabase
 
 THREADING_CONSUMER = "ticketing.threading"
@@ -64,7 +64,10 @@ class TicketingService:
                     await store.insert_ticket(ticket)
                     uow.add(ticket_created(replace(ticket, message_count=1), message.interaction_id))
                     ticket_id = ticket.id
-                await store.add_message(ticket_id, message)
+                if not await store.add_message(ticket_id, message):
+                    # Another transaction threaded this interaction after our check: start
+                    # over, so that what it did is seen and no second ticket is opened.
+                    raise TransientError("the interaction was threaded concurrently")
                 await store.add_keys(message.workspace_id, ticket_id, own_keys(message))
                 touched.append(ticket_id)
         return touched
