@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from crm.contacts.v1 import contacts_pb2_grpc
-from crm_contacts.api.routes import router
+from crm_contacts.api import duplicates, routes, segments
 from crm_contacts.consumers.interactions import interactions_handlers
 from crm_contacts.grpc.servicer import ContactsServicer
 from crm_contacts.service import ContactsService
@@ -41,5 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = runtime
             yield
 
-    return create_service_app(settings, lifespan, [router], title="CRM contacts",
-                              description="People, their channel identities, and the 360 timeline.")
+    routers = [routes.router, segments.router, duplicates.router]
+    return create_service_app(settings, lifespan, routers, title="CRM contacts",
+                              description="People, companies, identities, segments and the 360 view.")

@@ -3,65 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from crm.common.v1 import common_pb2
-from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc, events_pb2
-from crm_contacts.main import create_app
-from crm_contacts.settings import Settings
+from crm.contacts.v1 import contacts_pb2, events_pb2
 from crmkit.ids import uuid7
 from crmkit.kafka import Envelope
-from crmkit.settings import InfraSettings
-from crmkit.testing import (
-    bearer,
-    eventually,
-    free_port,
-    grpc_auth,
-    interaction_event,
-    publish,
-    running_app,
-    token_for,
-)
+from crmkit.testing import bearer, eventually, grpc_auth, interaction_event, publish, token_for
 from crmkit.topics import CONTACTS
 
+from .conftest import Contacts, unique_email
+
 pytestmark = pytest.mark.integration
-
-
-class Contacts:
-    def __init__(self, http: httpx.AsyncClient, stub: contacts_pb2_grpc.ContactsServiceStub,
-                 infra: InfraSettings) -> None:
-        self.http = http
-        self.stub = stub
-        self.infra = infra
-
-    async def resolve(self, workspace: str, *identities: tuple[str, str], create: bool = True
-                      ) -> contacts_pb2.ResolveIdentitiesResponse:
-        request = contacts_pb2.ResolveIdentitiesRequest(identities=[
-            contacts_pb2.IdentityToResolve(identity=common_pb2.Identity(kind=kind, value=value),
-                                           display_name="Ada", create_if_missing=create)
-            for kind, value in identities
-        ])
-        return await self.stub.ResolveIdentities(
-            request, timeout=5, metadata=grpc_auth(token_for(self.infra, workspace)))
-
-
-@pytest.fixture(scope="module")
-async def contacts(infra: InfraSettings) -> AsyncIterator[Contacts]:
-    settings = Settings(http_port=free_port(), grpc_port=free_port(), infra=infra)
-    async with running_app(create_app(settings)) as http:
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}")
-        yield Contacts(http, contacts_pb2_grpc.ContactsServiceStub(channel), infra)
-        await channel.close()
-
-
-def unique_email() -> str:
-    return f"person-{uuid7().hex[:12]}@example.com"
 
 
 async def test_an_unknown_identity_becomes_one_contact_under_concurrent_resolvers(contacts: Contacts) -> None:

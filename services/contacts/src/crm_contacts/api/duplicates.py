@@ -1,0 +1,7 @@
+"""The duplicates REST API under /v1 (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["duplicates"])

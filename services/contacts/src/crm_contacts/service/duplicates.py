@@ -1,0 +1,1 @@
+"""Duplicate scans' use cases (being built)."""

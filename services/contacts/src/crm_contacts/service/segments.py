@@ -1,0 +1,1 @@
+"""Segments' use cases (being built)."""
