@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent
-RUN_ID = secrets.token_hex(4)
+# Names this run's databases, groups and folders; tests/ modules read it from the environment.
+RUN_ID = os.environ.setdefault("CRM_TEST_RUN_ID", secrets.token_hex(4))
 
 
 sys.path.insert(0, str(ROOT / "deploy" / "local"))

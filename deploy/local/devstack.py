@@ -44,6 +44,8 @@ SERVICES: dict[str, tuple[int, int]] = {
     "ingest": (8005, 50055),
 }
 DEV_PORTS = {"kafka": 19092, "mongo": 27117, "postgres": 55432}
+# The WhatsApp business phone number id mapped to the demo workspace (sample-whatsapp.json's).
+DEMO_WHATSAPP_PHONE_NUMBER_ID = "100000000000001"
 
 
 class InfraError(RuntimeError):
@@ -254,9 +256,9 @@ def down(data_dir: Path) -> list[str]:
 
 # --- services -------------------------------------------------------------------------------
 
-def dev_secret(data_dir: Path) -> str:
-    """A random JWT secret made once per data folder (there are no default secrets)."""
-    path = data_dir / "jwt-secret"
+def dev_secret(data_dir: Path, name: str = "jwt-secret") -> str:
+    """A random secret made once per data folder and kept in it (there are no default secrets)."""
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(48))
@@ -264,14 +266,31 @@ def dev_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def service_env(base: dict[str, str], ports: dict[str, tuple[int, int]]) -> dict[str, str]:
+def service_env(base: dict[str, str], ports: dict[str, tuple[int, int]],
+                data_dir: Path | None = None) -> dict[str, str]:
     env = {**os.environ, **base}
     for name, (http, grpc) in ports.items():
         prefix = name.upper()
         env[f"{prefix}_HTTP_PORT"] = str(http)
         env[f"{prefix}_GRPC_PORT"] = str(grpc)
     env["INGEST_CONTACTS_GRPC_TARGET"] = f"127.0.0.1:{ports['contacts'][1]}"
+    for key, value in whatsapp_env(data_dir).items():
+        env.setdefault(key, value)  # a real Meta app's settings, exported, win
     return env
+
+
+def whatsapp_env(data_dir: Path | None) -> dict[str, str]:
+    """The WhatsApp channel of a local platform: an app secret and a verify token made once
+    per data folder (throwaway ones without a folder), and the demo business phone number id
+    mapped to the demo workspace. Secrets stay in their files and are never printed."""
+    def secret(name: str) -> str:
+        return dev_secret(data_dir, name) if data_dir is not None else secrets.token_urlsafe(32)
+
+    return {
+        "INGEST_WHATSAPP_APP_SECRET": secret("whatsapp-app-secret"),
+        "INGEST_WHATSAPP_VERIFY_TOKEN": secret("whatsapp-verify-token"),
+        "INGEST_WHATSAPP_ACCOUNTS": json.dumps({DEMO_WHATSAPP_PHONE_NUMBER_ID: {"workspace_id": "demo"}}),
+    }
 
 
 def start_services(stack: Stack, env: dict[str, str], ports: dict[str, tuple[int, int]],
@@ -321,7 +340,7 @@ def _dev(args: argparse.Namespace) -> int:
         }
         if args.otlp:
             base.update({"CRM_OTEL_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": args.otlp})
-        env = service_env(base, services)
+        env = service_env(base, services, data_dir)
         print("starting the services...", flush=True)
         start_services(stack, env, services)
         sys.path.insert(0, str(ROOT / "deploy" / "local"))
@@ -346,6 +365,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _banner(stack: Stack, services: dict[str, tuple[int, int]], token: str) -> str:
+    folder = "" if stack.dir.resolve() == DEFAULT_DIR else f" --dir {stack.dir}"
     lines = ["", "The CRM platform is running (Ctrl-C stops everything).", ""]
     for name, (http, grpc) in services.items():
         lines.append(f"  {name:<10} http://127.0.0.1:{http}/docs   gRPC 127.0.0.1:{grpc}")
@@ -362,6 +382,8 @@ def _banner(stack: Stack, services: dict[str, tuple[int, int]], token: str) -> s
         f"  curl -s -X POST http://127.0.0.1:{services['ingest'][0]}/v1/channels/email/inbound \\",
         '    -H "Authorization: Bearer $CRM_TOKEN" -H "Content-Type: message/rfc822" \\',
         "    --data-binary @deploy/local/sample-email.eml",
+        "Send a WhatsApp message to the demo number, signed as Meta signs it:",
+        f"  .venv/bin/python deploy/local/send_whatsapp.py --port {services['ingest'][0]}{folder}",
         "",
     ]
     return "\n".join(lines)

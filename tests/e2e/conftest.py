@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import shutil
 import threading
@@ -10,10 +12,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import devstack  # on sys.path: the root conftest puts deploy/local there
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from conftest import RUN_ID, devstack
+RUN_ID = os.environ["CRM_TEST_RUN_ID"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,11 +68,19 @@ def collector() -> Iterator[Collector]:
     server.shutdown()
 
 
+# The WhatsApp business number of the platform, and the workspace it delivers to.
+WHATSAPP_PHONE_NUMBER_ID = "100000000000077"
+WHATSAPP_WORKSPACE = "e2e-whatsapp"
+
+
 @dataclass
 class Platform:
     ports: dict[str, tuple[int, int]]
     secret: str
     collector: Collector
+    whatsapp_secret: str
+    database_prefix: str
+    postgres_dsn: str
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service][0]}"
@@ -82,7 +93,6 @@ class Platform:
 def platform(infra_env: dict[str, str], collector: Collector) -> Iterator[Platform]:
     """Stopped at the end of its module: running on, its consumers would also act on the
     events of tests that run after it."""
-    import os
 
     data_dir = ROOT / ".local" / f"e2e-{RUN_ID}-{secrets.token_hex(2)}"
     stack = devstack.Stack(data_dir)
@@ -96,10 +106,15 @@ def platform(infra_env: dict[str, str], collector: Collector) -> Iterator[Platfo
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_METRIC_EXPORT_INTERVAL": "60000",
+        "INGEST_WHATSAPP_APP_SECRET": secrets.token_urlsafe(32),
+        "INGEST_WHATSAPP_VERIFY_TOKEN": secrets.token_urlsafe(16),
+        "INGEST_WHATSAPP_ACCOUNTS": json.dumps(
+            {WHATSAPP_PHONE_NUMBER_ID: {"workspace_id": WHATSAPP_WORKSPACE}}),
     }
     try:
         devstack.start_services(stack, devstack.service_env(base, ports), ports)
-        yield Platform(ports, os.environ["CRM_JWT_SECRET"], collector)
+        yield Platform(ports, os.environ["CRM_JWT_SECRET"], collector, base["INGEST_WHATSAPP_APP_SECRET"],
+                       base["CRM_DATABASE_PREFIX"], infra_env["CRM_POSTGRES_DSN"])
     finally:
         devstack.stop_services(stack)
         for log in sorted(stack.log_dir.glob("*.log")):  # shown by pytest when a test failed

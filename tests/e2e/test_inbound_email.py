@@ -63,7 +63,11 @@ async def test_an_inbound_email_reaches_every_service_in_one_trace(platform: Pla
 
         async def on_timeline() -> bool:
             page = (await http.get(f"{platform.url('contacts')}/v1/contacts/{contact_id}/timeline")).json()
-            return [e["summary"] for e in page["items"]] == ["The compiler ate my homework"]
+            # The email, and the ticket it opened (newest first).
+            return sorted((e["kind"], e["summary"]) for e in page["items"]) == [
+                ("interaction", "The compiler ate my homework"),
+                ("ticket", "Ticket opened: The compiler ate my homework"),
+            ]
 
         async def counted(service: str, path: str) -> bool:
             response = await http.get(f"{platform.url(service)}/v1/contacts/{contact_id}/{path}")

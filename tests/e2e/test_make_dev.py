@@ -19,10 +19,11 @@ import threading
 import time
 from pathlib import Path
 
+import devstack  # on sys.path: the root conftest puts deploy/local there
 import httpx
 import pytest
 
-from conftest import RUN_ID, devstack
+RUN_ID = os.environ["CRM_TEST_RUN_ID"]
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import devstack  # on sys.path: the root conftest puts deploy/local there
 import pytest
 
-from conftest import RUN_ID, devstack
+RUN_ID = os.environ["CRM_TEST_RUN_ID"]
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

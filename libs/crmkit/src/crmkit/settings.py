@@ -16,6 +16,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "dev", "test", "jwt-secret"}
 
 
+def strong_secret(value: SecretStr, name: str, min_length: int = 32) -> SecretStr:
+    """``value`` when it can be a random secret; a ValueError naming the variable otherwise.
+    For settings validators, so that a weak or well-known secret stops the process at start."""
+    raw = value.get_secret_value()
+    if raw.lower() in _WEAK_SECRETS or len(raw) < min_length:
+        raise ValueError(f"{name} must be a random value of at least {min_length} characters")
+    return value
+
+
 class ApiKeyEntry(BaseModel):
     """An integration's API key, stored only as the SHA-256 hex digest of the key."""
 
@@ -58,10 +67,7 @@ class InfraSettings(BaseSettings):
     @field_validator("jwt_secret")
     @classmethod
     def _strong_secret(cls, value: SecretStr) -> SecretStr:
-        raw = value.get_secret_value()
-        if raw.lower() in _WEAK_SECRETS or len(raw) < 32:
-            raise ValueError("CRM_JWT_SECRET must be a random value of at least 32 characters")
-        return value
+        return strong_secret(value, "CRM_JWT_SECRET")
 
     def postgres_dsn_for(self, database: str) -> str:
         parts = urlsplit(self.postgres_dsn)

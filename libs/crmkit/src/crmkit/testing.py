@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from crmkit.auth import issue_token
 from crmkit.kafka import Event, Producer, make_event
 from crmkit.settings import InfraSettings
-from crmkit.topics import INTERACTIONS
+from crmkit.topics import CONTACTS, INTERACTIONS
 
 
 def free_port() -> int:
@@ -92,6 +92,15 @@ def interaction_event(
     return make_event(topic=INTERACTIONS, type="crm.interactions.interaction.recorded.v1",
                       source="/crm/ingest", workspace=workspace, subject=contact_id,
                       payload=events_pb2.InteractionRecorded(interaction=item))
+
+
+def contact_merged_event(workspace: str, loser_id: str, survivor_id: str) -> Event:
+    """A ``crm.contacts.contact.merged.v1`` event as contacts publishes it, for consumers' tests."""
+    from crm.contacts.v1 import events_pb2
+
+    merged = events_pb2.ContactMerged(workspace_id=workspace, survivor_id=survivor_id, loser_id=loser_id)
+    return make_event(topic=CONTACTS, type="crm.contacts.contact.merged.v1", source="/crm/contacts",
+                      workspace=workspace, subject=loser_id, payload=merged)
 
 
 async def publish(infra: InfraSettings, events: list[Event]) -> None:

@@ -58,3 +58,14 @@ def test_a_conflict_between_mongodb_transactions_is_retried() -> None:
     conflict = OperationFailure("WriteConflict", code=112,
                                 details={"errorLabels": ["TransientTransactionError"]})
     assert isinstance(POLICY.decide(99, conflict), Retry)
+
+
+def test_a_dead_letter_keeps_its_headers_and_says_why_and_where_once() -> None:
+    from crmkit.kafka.retry import dead_letter_headers
+
+    original = [("ce_id", b"e1"), ("dlq_reason", b"an earlier failure")]
+    headers = dead_letter_headers(original, "PermanentError: bad", "crm.x.v1", group="crm.svc", attempts=1)
+    names = [name for name, _ in headers]
+    assert names == ["ce_id", "dlq_reason", "dlq_topic", "dlq_group", "dlq_attempts", "dlq_failed_at"]
+    assert dict(headers)["dlq_reason"] == b"PermanentError: bad"
+    assert dict(headers)["dlq_attempts"] == b"1"

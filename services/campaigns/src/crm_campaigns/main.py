@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from crm.campaigns.v1 import campaigns_pb2_grpc
 from crm_campaigns.api.routes import router
+from crm_campaigns.consumers.contacts import contacts_handlers
 from crm_campaigns.consumers.interactions import interactions_handlers
 from crm_campaigns.grpc.servicer import CampaignsServicer
 from crm_campaigns.service import CampaignsService
@@ -17,7 +18,7 @@ from crm_campaigns.settings import Settings
 from crm_campaigns.store.engagement import prepare
 from crmkit import Runtime, create_service_app
 from crmkit.grpc import GrpcAuth
-from crmkit.topics import INTERACTIONS
+from crmkit.topics import CONTACTS, INTERACTIONS
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,7 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "crm.campaigns.v1.CampaignsService":
                     partial(campaigns_pb2_grpc.add_CampaignsServiceServicer_to_server, servicer),
             })
-            await runtime.consumer({INTERACTIONS: interactions_handlers(service)})
+            await runtime.consumer({INTERACTIONS: interactions_handlers(service),
+                                    CONTACTS: contacts_handlers(service)})
             app.state.service = service
             app.state.runtime = runtime
             yield

@@ -16,6 +16,7 @@ from crmkit.ids import uuid7
 from crmkit.settings import InfraSettings
 from crmkit.testing import (
     bearer,
+    contact_merged_event,
     eventually,
     free_port,
     grpc_auth,
@@ -74,3 +75,72 @@ async def test_reading_engagement_needs_the_campaigns_scope(
     assert (await client.get(path)).status_code == 401
     support = bearer(token_for(infra, "ws-c", roles=("support",)))
     assert (await client.get(path, headers=support)).status_code == 403
+
+
+async def test_a_merge_folds_the_losers_engagement_and_later_interactions_into_the_survivor(
+    campaigns: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    client, _ = campaigns
+    loser, survivor, last = str(uuid7()), str(uuid7()), str(uuid7())
+    day = {d: datetime(2026, 11, d, tzinfo=UTC) for d in (1, 2, 3, 5, 6)}
+    await publish(infra, [
+        interaction_event("ws-cm", loser, f"i-{loser}-1", day[1]),
+        interaction_event("ws-cm", loser, f"i-{loser}-3", day[3]),
+        interaction_event("ws-cm", survivor, f"i-{survivor}-2", day[2]),
+        interaction_event("ws-cm-other", loser, f"i-{loser}-1", day[1]),
+    ])
+
+    async def engagement(workspace: str, contact: str) -> tuple[int, str] | None:
+        headers = bearer(token_for(infra, workspace, roles=("marketing",)))
+        response = await client.get(f"/v1/contacts/{contact}/engagement", headers=headers)
+        if response.status_code == 404:
+            return None
+        body = response.json()
+        return body["interaction_count"], body["last_interaction_at"][:10]
+
+    async def both(workspace: str) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
+        return await engagement(workspace, loser), await engagement(workspace, survivor)
+
+    async def counted() -> bool:
+        return (await both("ws-cm") == ((2, "2026-11-03"), (1, "2026-11-02"))
+                and await both("ws-cm-other") == ((1, "2026-11-01"), None))
+
+    await eventually(counted, what="the engagement before the merge")
+    # The same two contacts merged in another workspace: that workspace's engagement only.
+    await publish(infra, [contact_merged_event("ws-cm-other", loser, survivor)])
+
+    async def merged_elsewhere() -> bool:
+        return await both("ws-cm-other") == (None, (1, "2026-11-01"))
+
+    await eventually(merged_elsewhere, what="the other workspace's merge")
+    assert await both("ws-cm") == ((2, "2026-11-03"), (1, "2026-11-02"))
+
+    merge = contact_merged_event("ws-cm", loser, survivor)
+    await publish(infra, [merge, merge])  # delivered twice
+
+    async def merged() -> bool:
+        return await both("ws-cm") == (None, (3, "2026-11-03"))
+
+    await eventually(merged, what="the loser's engagement folded into the survivor's")
+    # In flight during the merge: one more interaction of the loser.
+    await publish(infra, [interaction_event("ws-cm", loser, f"i-{loser}-5", day[5])])
+
+    async def late_counted() -> bool:
+        return await both("ws-cm") == (None, (4, "2026-11-05"))
+
+    await eventually(late_counted, what="the loser's late interaction on the survivor")
+    # The survivor merged on: the loser's redirect follows it.
+    await publish(infra, [contact_merged_event("ws-cm", survivor, last)])
+
+    async def merged_on() -> bool:
+        return await engagement("ws-cm", last) == (4, "2026-11-05")
+
+    await eventually(merged_on, what="the survivor folded into the last contact")
+    await publish(infra, [interaction_event("ws-cm", loser, f"i-{loser}-6", day[6])])
+
+    async def chain_followed() -> bool:
+        return await engagement("ws-cm", last) == (5, "2026-11-06")
+
+    await eventually(chain_followed, what="the loser's later interaction on the last contact")
+    assert await both("ws-cm") == (None, None)
+    assert await both("ws-cm-other") == (None, (1, "2026-11-01"))

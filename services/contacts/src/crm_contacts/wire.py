@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import UTC
 from uuid import UUID
 
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+
 from crm.common.v1 import common_pb2
 from crm.contacts.v1 import contacts_pb2, events_pb2
 from crm.ingest.v1 import events_pb2 as ingest_events
 from crm.ingest.v1 import interaction_pb2
 from crm_contacts.domain import events
 from crm_contacts.domain.model import (
+    Company,
     Contact,
     ContactTimelineEntry,
     Identity,
@@ -18,6 +22,7 @@ from crm_contacts.domain.model import (
     TimelineEntry,
     summarise,
 )
+from crm_contacts.store.privacy import ConsentRecord
 from crmkit.kafka import Event, make_event
 from crmkit.topics import CONTACTS
 
@@ -34,30 +39,86 @@ def identity_to_proto(identity: Identity) -> common_pb2.Identity:
     return common_pb2.Identity(kind=f"IDENTITY_KIND_{identity.kind.name}", value=identity.value)
 
 
+def _struct(values: dict[str, object]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    json_format.ParseDict(values, message)
+    return message
+
+
 def contact_to_proto(contact: Contact) -> contacts_pb2.Contact:
     message = contacts_pb2.Contact(
         id=str(contact.id),
         workspace_id=contact.workspace_id,
         display_name=contact.display_name,
         identities=[identity_to_proto(i) for i in contact.identities],
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        lifecycle_stage=contact.lifecycle_stage.value,
+        owner_id=contact.owner_id or "",
+        tags=list(contact.tags),
+        custom_fields=_struct(contact.custom),
+        version=contact.version,
+        companies=[contacts_pb2.CompanyLink(company_id=str(c.company_id), name=c.name, role=c.role)
+                   for c in contact.companies],
     )
     message.created_at.FromDatetime(contact.created_at)
+    if contact.updated_at is not None:
+        message.updated_at.FromDatetime(contact.updated_at)
     if contact.last_seen_at is not None:
         message.last_seen_at.FromDatetime(contact.last_seen_at)
     return message
 
 
-def contact_created(workspace_id: str, contact_id: UUID, display_name: str, identity: Identity) -> Event:
-    contact = contacts_pb2.Contact(
-        id=str(contact_id),
-        workspace_id=workspace_id,
-        display_name=display_name,
-        identities=[identity_to_proto(identity)],
-    )
-    contact.created_at.GetCurrentTime()
-    payload = events_pb2.ContactCreated(contact=contact)
-    return make_event(topic=CONTACTS, type=events.CONTACT_CREATED, source=events.SOURCE,
-                      workspace=workspace_id, subject=str(contact_id), payload=payload)
+def _contact_event(type_: str, contact_id: UUID, workspace_id: str, payload: Message) -> Event:
+    return make_event(topic=CONTACTS, type=type_, source=events.SOURCE, workspace=workspace_id,
+                      subject=str(contact_id), payload=payload)
+
+
+def contact_created(contact: Contact) -> Event:
+    payload = events_pb2.ContactCreated(contact=contact_to_proto(contact))
+    return _contact_event(events.CONTACT_CREATED, contact.id, contact.workspace_id, payload)
+
+
+def contact_updated(contact: Contact, changed: list[str]) -> Event:
+    payload = events_pb2.ContactUpdated(contact=contact_to_proto(contact), changed=changed)
+    return _contact_event(events.CONTACT_UPDATED, contact.id, contact.workspace_id, payload)
+
+
+def contact_merged(workspace_id: str, survivor_id: UUID, loser_id: UUID) -> Event:
+    payload = events_pb2.ContactMerged(workspace_id=workspace_id, survivor_id=str(survivor_id),
+                                       loser_id=str(loser_id))
+    return _contact_event(events.CONTACT_MERGED, loser_id, workspace_id, payload)
+
+
+def contact_erased(workspace_id: str, contact_id: UUID) -> Event:
+    payload = events_pb2.ContactErased(workspace_id=workspace_id, contact_id=str(contact_id))
+    return _contact_event(events.CONTACT_ERASED, contact_id, workspace_id, payload)
+
+
+def consent_changed(workspace_id: str, contact_id: UUID, record: ConsentRecord) -> Event:
+    payload = events_pb2.ConsentChanged(workspace_id=workspace_id, contact_id=str(contact_id),
+                                        consent=consent_to_proto(record))
+    return _contact_event(events.CONSENT_CHANGED, contact_id, workspace_id, payload)
+
+
+def consent_to_proto(record: ConsentRecord) -> contacts_pb2.Consent:
+    consent = contacts_pb2.Consent(channel=record.channel, purpose=record.purpose, status=record.status,
+                                   source=record.source)
+    consent.at.FromDatetime(record.at)
+    return consent
+
+
+def company_to_proto(company: Company) -> contacts_pb2.Company:
+    return contacts_pb2.Company(id=str(company.id), workspace_id=company.workspace_id, name=company.name,
+                                domains=list(company.domains), industry=company.industry or "",
+                                size=company.size or 0, custom_fields=_struct(company.custom),
+                                version=company.version)
+
+
+def company_changed(type_: str, company: Company) -> Event:
+    payload = events_pb2.CompanyChanged(company=company_to_proto(company))
+    return make_event(topic=CONTACTS, type=type_, source=events.SOURCE, workspace=company.workspace_id,
+                      subject=str(company.id), payload=payload)
 
 
 

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import grpc
 
-from crm.common.v1 import common_pb2
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
+from crm_ingest.wire import identity
 from crmkit.grpc import DEFAULT_DEADLINE, ServiceCredentials
 
 
 @dataclass(frozen=True)
 class Sender:
-    kind: str  # "email", "phone", ...
+    kind: str  # "email", "whatsapp", ...
     value: str
     display_name: str
 
@@ -30,7 +30,7 @@ class ContactsClient:
         """Contact ids in the order of ``senders``. Idempotent, so the channel retries it."""
         request = contacts_pb2.ResolveIdentitiesRequest(identities=[
             contacts_pb2.IdentityToResolve(
-                identity=common_pb2.Identity(kind=f"IDENTITY_KIND_{s.kind.upper()}", value=s.value),
+                identity=identity(s.kind, s.value),
                 display_name=s.display_name,
                 create_if_missing=True,
             )

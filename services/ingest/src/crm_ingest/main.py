@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from crm.ingest.v1 import ingest_pb2_grpc
 from crm_ingest.api.routes import router
+from crm_ingest.api.whatsapp import router as whatsapp_router
 from crm_ingest.consumers.raw import raw_handlers
 from crm_ingest.contacts_client import ContactsClient
 from crm_ingest.grpc.servicer import IngestServicer
@@ -32,7 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             channel = await runtime.grpc_channel(settings.contacts_grpc_target,
                                                  [ContactsClient.SERVICE])
             contacts = ContactsClient(channel, runtime.credentials)
-            service = IngestService(db, await runtime.producer(), contacts)
+            whatsapp = settings.whatsapp
+            service = IngestService(db, await runtime.producer(), contacts,
+                                    whatsapp.workspaces if whatsapp else None)
             await runtime.outbox_relay(db)
             servicer = IngestServicer(service, GrpcAuth(runtime.authenticator))
             await runtime.serve_grpc({
@@ -44,5 +47,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = runtime
             yield
 
-    return create_service_app(settings, lifespan, [router], title="CRM ingest",
+    return create_service_app(settings, lifespan, [router, whatsapp_router], title="CRM ingest",
                               description="Channel adapters and the shared interaction stream.")

@@ -19,6 +19,15 @@ def channel_name(channel: str) -> str:
     return f"CHANNEL_{channel.upper()}"
 
 
+def channel_of(channel: int) -> str:
+    """A proto channel as the domain names it (CHANNEL_WHATSAPP -> "whatsapp")."""
+    return common_pb2.Channel.Name(channel).removeprefix("CHANNEL_").lower()
+
+
+def identity(kind: str, value: str) -> common_pb2.Identity:
+    return common_pb2.Identity(kind=f"IDENTITY_KIND_{kind.upper()}", value=value)
+
+
 def interaction_to_proto(item: Interaction) -> interaction_pb2.Interaction:
     message = interaction_pb2.Interaction(
         id=item.id,
@@ -26,16 +35,18 @@ def interaction_to_proto(item: Interaction) -> interaction_pb2.Interaction:
         contact_id=item.contact_id,
         channel=channel_name(item.channel),
         direction=f"DIRECTION_{item.direction.upper()}",
-        sender=common_pb2.Identity(kind=f"IDENTITY_KIND_{item.sender_kind.upper()}", value=item.sender),
+        sender=identity(item.sender_kind, item.sender),
         sender_name=item.sender_name,
-        recipients=[
-            common_pb2.Identity(kind=common_pb2.IDENTITY_KIND_EMAIL, value=r) for r in item.recipients
-        ],
+        recipients=[identity(item.sender_kind, r) for r in item.recipients],
         thread=interaction_pb2.ThreadKeys(
-            message_id=item.message_id, in_reply_to=item.in_reply_to, references=list(item.references)
+            message_id=item.message_id, in_reply_to=item.in_reply_to, references=list(item.references),
+            conversation_id=item.conversation_id,
         ),
         subject=item.subject,
         text=item.text,
+        media=[interaction_pb2.MediaRef(kind=m.kind, provider_id=m.provider_id, mime_type=m.mime_type,
+                                        caption=m.caption, filename=m.filename, sha256=m.sha256)
+               for m in item.media],
     )
     message.occurred_at.FromDatetime(item.occurred_at)
     message.received_at.FromDatetime(item.received_at)

@@ -2,60 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from fastapi import FastAPI
 
-from crm_contacts.main import create_app as create_contacts
-from crm_contacts.settings import Settings as ContactsSettings
 from crm_ingest.domain.interaction import interaction_id
-from crm_ingest.main import create_app as create_ingest
-from crm_ingest.settings import Settings as IngestSettings
 from crmkit.ids import uuid7
 from crmkit.kafka import Envelope
-from crmkit.settings import InfraSettings
-from crmkit.testing import bearer, eventually, free_port, running_app, token_for
+from crmkit.testing import bearer, eventually, token_for
 from crmkit.topics import INGEST_RAW, dlq
 
+from .conftest import Platform
+
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Platform:
-    ingest: httpx.AsyncClient
-    contacts: httpx.AsyncClient
-    ingest_app: FastAPI
-    infra: InfraSettings
-    token: str
-
-    async def interaction(self, message_id: str) -> httpx.Response:
-        iid = interaction_id("ws-ingest", "email", message_id)
-        return await self.ingest.get(f"/v1/interactions/{iid}", headers=bearer(self.token))
-
-    async def wait_stored(self, message_id: str) -> dict[str, str]:
-        async def stored() -> bool:
-            return (await self.interaction(message_id)).status_code == 200
-
-        await eventually(stored, what="the interaction stored")
-        body: dict[str, str] = (await self.interaction(message_id)).json()
-        return body
-
-
-@pytest.fixture(scope="module")
-async def platform(infra: InfraSettings) -> AsyncIterator[Platform]:
-    contacts_settings = ContactsSettings(http_port=free_port(), grpc_port=free_port(), infra=infra)
-    ingest_settings = IngestSettings(
-        http_port=free_port(), grpc_port=free_port(), infra=infra, max_email_bytes=64 * 1024,
-        contacts_grpc_target=f"127.0.0.1:{contacts_settings.grpc_port}",
-    )
-    ingest_app = create_ingest(ingest_settings)
-    async with running_app(create_contacts(contacts_settings)) as contacts, \
-            running_app(ingest_app) as ingest:
-        yield Platform(ingest, contacts, ingest_app, infra, token_for(infra, "ws-ingest"))
 
 
 def email(sender: str, message_id: str, subject: str = "Hello") -> bytes:

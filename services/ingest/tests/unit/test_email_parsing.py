@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from crm_ingest.domain.email import MalformedEmail, parse_email, sender_of
-from crm_ingest.domain.interaction import email_interaction, interaction_id
+from crm_ingest.domain.interaction import inbound_interaction, interaction_id
 
 RECEIVED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -31,7 +31,7 @@ Content-Type: text/html; charset=utf-8
 
 def test_a_reply_keeps_its_threading_headers_and_plain_text() -> None:
     email = parse_email(REPLY)
-    assert email.sender_address == "ada@example.com"
+    assert email.sender == "ada@example.com"
     assert email.sender_name == "Ada Lovelace"
     assert email.recipients == ("support@acme.example", "bob@acme.example", "carol@acme.example")
     assert email.message_id == "m2@example.com"
@@ -68,16 +68,16 @@ def test_messages_that_cannot_become_interactions_are_malformed(raw: bytes) -> N
 
 def test_a_date_in_the_future_or_missing_never_places_the_message_after_its_arrival() -> None:
     future = parse_email(b"From: a@example.com\nDate: Fri, 01 Jan 2100 00:00:00 +0000\n\nx")
-    assert email_interaction("ws", "c1", future, RECEIVED).occurred_at == RECEIVED
+    assert inbound_interaction("ws", "c1", future, RECEIVED).occurred_at == RECEIVED
     missing = parse_email(b"From: a@example.com\nDate: yesterday-ish\n\nx")
     assert missing.sent_at is None
-    assert email_interaction("ws", "c1", missing, RECEIVED).occurred_at == RECEIVED
+    assert inbound_interaction("ws", "c1", missing, RECEIVED).occurred_at == RECEIVED
 
 
 def test_the_same_provider_message_always_gets_the_same_interaction_id() -> None:
     email = parse_email(REPLY)
-    first = email_interaction("ws", "c1", email, RECEIVED)
-    replayed = email_interaction("ws", "c1", email, datetime(2026, 11, 24, tzinfo=UTC))
+    first = inbound_interaction("ws", "c1", email, RECEIVED)
+    replayed = inbound_interaction("ws", "c1", email, datetime(2026, 11, 24, tzinfo=UTC))
     assert first.id == replayed.id == interaction_id("ws", "email", "m2@example.com")
     assert interaction_id("other-ws", "email", "m2@example.com") != first.id
 

@@ -11,13 +11,14 @@ from fastapi import FastAPI
 
 from crm.pipeline.v1 import pipeline_pb2_grpc
 from crm_pipeline.api.routes import router
+from crm_pipeline.consumers.contacts import contacts_handlers
 from crm_pipeline.consumers.interactions import interactions_handlers
 from crm_pipeline.grpc.servicer import PipelineServicer
 from crm_pipeline.service import PipelineService
 from crm_pipeline.settings import Settings
 from crmkit import Runtime, create_service_app
 from crmkit.grpc import GrpcAuth
-from crmkit.topics import INTERACTIONS
+from crmkit.topics import CONTACTS, INTERACTIONS
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -36,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "crm.pipeline.v1.PipelineService":
                     partial(pipeline_pb2_grpc.add_PipelineServiceServicer_to_server, servicer),
             })
-            await runtime.consumer({INTERACTIONS: interactions_handlers(service)})
+            await runtime.consumer({INTERACTIONS: interactions_handlers(service),
+                                    CONTACTS: contacts_handlers(service)})
             app.state.service = service
             app.state.runtime = runtime
             yield

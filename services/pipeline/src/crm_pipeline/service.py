@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from uuid import UUID
 
-from crm_pipeline.domain.model import ContactActivity, InteractionSeen, sum_activity
+from crm_pipeline.domain.model import ContactActivity, ContactMerge, InteractionSeen, sum_activity
 from crm_pipeline.store.activity import ActivityStore
 from crmkit.kafka import Delivered
 from crmkit.postgres import PgDatabase
+from crmkit.redirects import ContactRedirects
 
 ACTIVITY_CONSUMER = "pipeline.activity"
+MERGES_CONSUMER = "pipeline.merges"
 
 
 class PipelineService:
@@ -22,9 +25,31 @@ class PipelineService:
         returns how many were new."""
         async with self.db.unit_of_work() as uow:
             fresh = await uow.claim_many(ACTIVITY_CONSUMER, [d.event_id for d in items])
-            seen = [(d.workspace_id, d.item) for d in items if d.event_id in fresh]
+            claimed = [d for d in items if d.event_id in fresh]
+            # An interaction of a contact merged away counts for its survivor.
+            contacts = await ContactRedirects(uow.conn).resolve(
+                (d.workspace_id, d.item.contact_id) for d in claimed)
+            seen = [(d.workspace_id, replace(d.item, contact_id=contacts[d.workspace_id, d.item.contact_id]))
+                    for d in claimed]
             await ActivityStore(uow.conn).add(sum_activity(seen))
         return len(seen)
+
+    async def merge_contacts(self, items: Sequence[Delivered[ContactMerge]]) -> int:
+        """Fold each loser's activity into its survivor's and redirect the loser's later
+        interactions there, each merge in one transaction and once per event; returns how
+        many merges moved activity."""
+        folded = 0
+        for delivered in items:
+            merge = delivered.item
+            async with self.db.unit_of_work() as uow:
+                if not await uow.claim(MERGES_CONSUMER, delivered.event_id):
+                    continue
+                survivor = await ContactRedirects(uow.conn).merge(
+                    delivered.workspace_id, merge.loser_id, merge.survivor_id)
+                if survivor is not None and await ActivityStore(uow.conn).fold(
+                        delivered.workspace_id, merge.loser_id, survivor):
+                    folded += 1
+        return folded
 
     async def contact_activity(self, workspace_id: str, contact_id: UUID) -> ContactActivity | None:
         async with self.db.pool.acquire() as conn:

@@ -16,6 +16,7 @@ from crmkit.ids import uuid7
 from crmkit.settings import InfraSettings
 from crmkit.testing import (
     bearer,
+    contact_merged_event,
     eventually,
     free_port,
     grpc_auth,
@@ -74,3 +75,58 @@ async def test_reading_activity_needs_the_pipeline_scope(
     assert (await client.get(path)).status_code == 401
     support = bearer(token_for(infra, "ws-p", roles=("support",)))
     assert (await client.get(path, headers=support)).status_code == 403
+
+
+async def test_a_merge_folds_the_losers_activity_and_later_interactions_into_the_survivor(
+    pipeline: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    client, _ = pipeline
+    loser, survivor = str(uuid7()), str(uuid7())
+    day = {d: datetime(2026, 11, d, tzinfo=UTC) for d in (1, 2, 3, 5)}
+    await publish(infra, [
+        interaction_event("ws-pm", loser, f"i-{loser}-1", day[1]),
+        interaction_event("ws-pm", loser, f"i-{loser}-3", day[3]),
+        interaction_event("ws-pm", survivor, f"i-{survivor}-2", day[2]),
+        interaction_event("ws-pm-other", loser, f"i-{loser}-1", day[1]),
+    ])
+
+    async def activity(workspace: str, contact: str) -> tuple[int, str] | None:
+        headers = bearer(token_for(infra, workspace, roles=("sales",)))
+        response = await client.get(f"/v1/contacts/{contact}/activity", headers=headers)
+        if response.status_code == 404:
+            return None
+        body = response.json()
+        return body["interaction_count"], body["last_activity_at"][:10]
+
+    async def both(workspace: str) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
+        return await activity(workspace, loser), await activity(workspace, survivor)
+
+    async def counted() -> bool:
+        return (await both("ws-pm") == ((2, "2026-11-03"), (1, "2026-11-02"))
+                and await both("ws-pm-other") == ((1, "2026-11-01"), None))
+
+    await eventually(counted, what="the activity before the merge")
+    # The same two contacts merged in another workspace: that workspace's activity only.
+    await publish(infra, [contact_merged_event("ws-pm-other", loser, survivor)])
+
+    async def merged_elsewhere() -> bool:
+        return await both("ws-pm-other") == (None, (1, "2026-11-01"))
+
+    await eventually(merged_elsewhere, what="the other workspace's merge")
+    assert await both("ws-pm") == ((2, "2026-11-03"), (1, "2026-11-02"))
+
+    merge = contact_merged_event("ws-pm", loser, survivor)
+    await publish(infra, [merge, merge])  # delivered twice
+
+    async def merged() -> bool:
+        return await both("ws-pm") == (None, (3, "2026-11-03"))
+
+    await eventually(merged, what="the loser's activity folded into the survivor's")
+    # In flight during the merge: one more interaction of the loser.
+    await publish(infra, [interaction_event("ws-pm", loser, f"i-{loser}-5", day[5])])
+
+    async def late_counted() -> bool:
+        return await both("ws-pm") == (None, (4, "2026-11-05"))
+
+    await eventually(late_counted, what="the loser's late interaction on the survivor")
+    assert await both("ws-pm-other") == (None, (1, "2026-11-01"))

@@ -11,13 +11,14 @@ from fastapi import FastAPI
 
 from crm.ticketing.v1 import ticketing_pb2_grpc
 from crm_ticketing.api.routes import router
+from crm_ticketing.consumers.contacts import contacts_handlers
 from crm_ticketing.consumers.interactions import interactions_handlers
 from crm_ticketing.grpc.servicer import TicketingServicer
 from crm_ticketing.service import TicketingService
 from crm_ticketing.settings import Settings
 from crmkit import Runtime, create_service_app
 from crmkit.grpc import GrpcAuth
-from crmkit.topics import INTERACTIONS
+from crmkit.topics import CONTACTS, INTERACTIONS
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -36,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "crm.ticketing.v1.TicketingService":
                     partial(ticketing_pb2_grpc.add_TicketingServiceServicer_to_server, servicer),
             })
-            await runtime.consumer({INTERACTIONS: interactions_handlers(service)})
+            await runtime.consumer({INTERACTIONS: interactions_handlers(service),
+                                    CONTACTS: contacts_handlers(service)})
             app.state.service = service
             app.state.runtime = runtime
             yield

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from uuid import UUID
 
 from crm_ticketing.domain.model import (
+    ContactMerge,
     InboundMessage,
     Ticket,
     TicketStatus,
@@ -20,8 +21,10 @@ from crm_ticketing.wire import ticket_created
 from crmkit.ids import uuid7
 from crmkit.kafka import Delivered, TransientError
 from crmkit.postgres import PgDatabase
+from crmkit.redirects import ContactRedirects
 
 THREADING_CONSUMER = "ticketing.threading"
+MERGES_CONSUMER = "ticketing.merges"
 MAX_PAGE = 100
 
 
@@ -47,11 +50,12 @@ class TicketingService:
         touched: list[UUID] = []
         async with self.db.unit_of_work() as uow:
             fresh = await uow.claim_many(THREADING_CONSUMER, [d.event_id for d in items])
+            claimed = [d.item for d in items if d.item is not None and d.event_id in fresh]
+            # A message from a contact merged away belongs to its survivor.
+            contacts = await ContactRedirects(uow.conn).resolve(
+                (m.workspace_id, m.contact_id) for m in claimed)
             store = TicketsStore(uow.conn)
-            for delivered in items:
-                message = delivered.item
-                if message is None or delivered.event_id not in fresh:
-                    continue
+            for message in (replace(m, contact_id=contacts[m.workspace_id, m.contact_id]) for m in claimed):
                 if await store.is_threaded(message.workspace_id, message.interaction_id):
                     continue  # the same interaction under another event id
                 ticket_id = await store.ticket_for_keys(message.workspace_id, parent_keys(message))
@@ -71,6 +75,23 @@ class TicketingService:
                 await store.add_keys(message.workspace_id, ticket_id, own_keys(message))
                 touched.append(ticket_id)
         return touched
+
+    async def merge_contacts(self, items: Sequence[Delivered[ContactMerge]]) -> int:
+        """Give each loser's tickets to its survivor and redirect the loser's later messages
+        there, each merge in one transaction and once per event. Replies keep threading into
+        the same tickets: thread keys name tickets, not contacts. Returns the tickets moved."""
+        moved = 0
+        for delivered in items:
+            merge = delivered.item
+            async with self.db.unit_of_work() as uow:
+                if not await uow.claim(MERGES_CONSUMER, delivered.event_id):
+                    continue
+                survivor = await ContactRedirects(uow.conn).merge(
+                    delivered.workspace_id, merge.loser_id, merge.survivor_id)
+                if survivor is not None:
+                    moved += await TicketsStore(uow.conn).move_to_contact(
+                        delivered.workspace_id, merge.loser_id, survivor)
+        return moved
 
     async def get_ticket(self, workspace_id: str, ticket_id: UUID) -> Ticket | None:
         async with self.db.pool.acquire() as conn:

@@ -6,10 +6,11 @@ from datetime import UTC
 from uuid import UUID
 
 from crm.common.v1 import common_pb2
+from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.ingest.v1 import events_pb2 as ingest_events
 from crm.ticketing.v1 import events_pb2, ticketing_pb2
 from crm_ticketing.domain import events
-from crm_ticketing.domain.model import InboundMessage, Ticket
+from crm_ticketing.domain.model import ContactMerge, InboundMessage, Ticket
 from crmkit.kafka import Event, make_event
 from crmkit.topics import TICKETS
 
@@ -28,6 +29,14 @@ def inbound_message_of(recorded: ingest_events.InteractionRecorded) -> InboundMe
         conversation_id=item.thread.conversation_id,
         occurred_at=item.occurred_at.ToDatetime(tzinfo=UTC),
     )
+
+
+def contact_merge_of(merged: contacts_events.ContactMerged) -> ContactMerge:
+    """Raises ValueError for ids that are not UUIDs, or a contact merged into itself."""
+    merge = ContactMerge(loser_id=UUID(merged.loser_id), survivor_id=UUID(merged.survivor_id))
+    if merge.loser_id == merge.survivor_id:
+        raise ValueError("a contact merged into itself")
+    return merge
 
 
 def ticket_to_proto(ticket: Ticket) -> ticketing_pb2.Ticket:

@@ -19,6 +19,7 @@ from crmkit.kafka import Envelope
 from crmkit.settings import InfraSettings
 from crmkit.testing import (
     bearer,
+    contact_merged_event,
     eventually,
     free_port,
     grpc_auth,
@@ -133,3 +134,60 @@ async def test_ticket_lists_page_by_cursor_and_refuse_forged_cursors(
     forged = await client.get("/v1/tickets", params={"cursor": "garbage"}, headers=headers)
     assert forged.status_code == 422
     assert (await client.get("/v1/tickets", params={"limit": 1000}, headers=headers)).status_code == 422
+
+
+async def test_a_merge_gives_the_losers_tickets_and_later_messages_to_the_survivor(
+    ticketing: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    client, _ = ticketing
+    loser, survivor = str(uuid7()), str(uuid7())
+    parcel = f"parcel-{loser}@x"
+    await publish(infra, [
+        interaction_event("ws-tm", loser, f"{loser}-1", T0, subject="Lost parcel", message_id=parcel),
+        interaction_event("ws-tm", survivor, f"{survivor}-1", T0, subject="Invoice",
+                          message_id=f"invoice-{survivor}@x"),
+        interaction_event("ws-tm-other", loser, f"{loser}-1", T0, subject="Elsewhere",
+                          message_id=f"elsewhere-{loser}@x"),
+    ])
+
+    async def counts(workspace: str) -> tuple[int, int]:
+        return (len(await tickets_of(client, infra, workspace, loser)),
+                len(await tickets_of(client, infra, workspace, survivor)))
+
+    async def opened() -> bool:
+        return await counts("ws-tm") == (1, 1) and await counts("ws-tm-other") == (1, 0)
+
+    await eventually(opened, what="three tickets")
+    # The same two contacts merged in another workspace: that workspace's ticket only.
+    await publish(infra, [contact_merged_event("ws-tm-other", loser, survivor)])
+
+    async def merged_elsewhere() -> bool:
+        return await counts("ws-tm-other") == (0, 1)
+
+    await eventually(merged_elsewhere, what="the other workspace's merge")
+    assert await counts("ws-tm") == (1, 1)
+
+    merge = contact_merged_event("ws-tm", loser, survivor)
+    await publish(infra, [merge, merge])  # delivered twice
+
+    async def merged() -> bool:
+        return await counts("ws-tm") == (0, 2)
+
+    await eventually(merged, what="the loser's ticket under the survivor")
+    # In flight during the merge: a reply on the loser's thread, and a new question.
+    await publish(infra, [
+        interaction_event("ws-tm", loser, f"{loser}-2", T0 + timedelta(hours=1), subject="Re: Lost parcel",
+                          message_id=f"parcel-2-{loser}@x", in_reply_to=parcel, references=(parcel,)),
+        interaction_event("ws-tm", loser, f"{loser}-3", T0 + timedelta(hours=2), subject="New question",
+                          message_id=f"question-{loser}@x"),
+    ])
+
+    async def late_threaded() -> bool:
+        return len(await tickets_of(client, infra, "ws-tm", survivor)) == 3
+
+    await eventually(late_threaded, what="the loser's late messages under the survivor")
+    items = await tickets_of(client, infra, "ws-tm", survivor)
+    assert sorted((t["subject"], t["message_count"]) for t in items) == [
+        ("Invoice", 1), ("Lost parcel", 2), ("New question", 1)]
+    assert await tickets_of(client, infra, "ws-tm", loser) == []
+    assert await counts("ws-tm-other") == (0, 1)

@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -30,7 +29,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from crmkit.kafka.envelope import Envelope
 from crmkit.kafka.producer import Producer
-from crmkit.kafka.retry import DeadLetter, RetryPolicy, is_transient
+from crmkit.kafka.retry import DeadLetter, RetryPolicy, dead_letter_headers, is_transient
 from crmkit.settings import InfraSettings
 from crmkit.telemetry import context_from_headers
 from crmkit.topics import dlq
@@ -276,16 +275,9 @@ class ConsumerRunner:
                 raise
 
     async def _dead_letter(self, record: Record, reason: str, attempts: int) -> None:
-        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("dlq_")]
-        headers += [
-            ("dlq_reason", reason.encode()),
-            ("dlq_topic", record.topic.encode()),
-            ("dlq_partition", str(record.partition).encode()),
-            ("dlq_offset", str(record.offset).encode()),
-            ("dlq_group", self.group_id.encode()),
-            ("dlq_attempts", str(attempts).encode()),
-            ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
-        ]
+        headers = dead_letter_headers(record.headers or (), reason, record.topic,
+                                      partition=record.partition, offset=record.offset,
+                                      group=self.group_id, attempts=attempts)
         # Waits for the broker: the offset is committed only once the DLQ has the record.
         value = record.value or b""
         while True:

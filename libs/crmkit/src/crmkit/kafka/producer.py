@@ -10,8 +10,10 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from crmkit.kafka.envelope import Event
+from crmkit.kafka.retry import dead_letter_headers
 from crmkit.settings import InfraSettings
 from crmkit.telemetry import context_from_headers
+from crmkit.topics import dlq
 
 _tracer = trace.get_tracer("crmkit.kafka")
 
@@ -60,6 +62,14 @@ class Producer:
         futures = [await self.send_event(event) for event in events]
         if futures:
             await asyncio.gather(*futures)
+
+    async def dead_letter(self, event: Event, reason: str, **where: object) -> None:
+        """Send ``event`` straight to its topic's dead-letter topic, with ``reason`` and
+        ``where`` in the headers a consumer runner writes, and wait for the broker: for input
+        that can never be handled, found before it reaches its topic."""
+        headers = dead_letter_headers(event.envelope.headers(), reason, event.topic, **where)
+        future = await self.send_raw(dlq(event.topic), event.key.encode(), event.envelope.data, headers)
+        await future
 
     async def ping(self) -> None:
         """Readiness: the broker answers a metadata request."""

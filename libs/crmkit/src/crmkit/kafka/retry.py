@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from crmkit.kafka.envelope import EnvelopeError
 
@@ -44,6 +46,21 @@ class RetryPolicy:
         if attempt >= self.max_attempts:
             return DeadLetter(f"gave up after {attempt} attempts: {_describe(error)}")
         return Retry(self.backoff(attempt))
+
+
+def dead_letter_headers(headers: Iterable[tuple[str, bytes]], reason: str, topic: str,
+                        **where: object) -> list[tuple[str, bytes]]:
+    """A dead letter's headers: the original ones (earlier ``dlq_*`` ones removed), then why
+    (``dlq_reason``), the topic it came from or was meant for (``dlq_topic``), ``dlq_<name>``
+    for each of ``where``, and when (``dlq_failed_at``)."""
+    kept = [(k, v) for k, v in headers if not k.startswith("dlq_")]
+    return [
+        *kept,
+        ("dlq_reason", reason.encode()),
+        ("dlq_topic", topic.encode()),
+        *((f"dlq_{name}", str(value).encode()) for name, value in where.items()),
+        ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
+    ]
 
 
 def _describe(error: BaseException) -> str:

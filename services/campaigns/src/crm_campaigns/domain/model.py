@@ -5,13 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-INTERACTION_RECORDED = "crm.interactions.interaction.recorded.v1"
-
 
 @dataclass(frozen=True)
 class InteractionSeen:
     contact_id: str
     occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ContactMerge:
+    """Contacts merged ``loser_id`` into ``survivor_id``: its engagement is the survivor's now."""
+
+    loser_id: str
+    survivor_id: str
 
 
 @dataclass(frozen=True)

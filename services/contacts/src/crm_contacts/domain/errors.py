@@ -1,3 +1,6 @@
+from dataclasses import dataclass
+
+
 class ContactsError(Exception):
     """Base of the domain's errors."""
 
@@ -12,3 +15,48 @@ class InvalidIdentity(ContactsError):
 class InvalidCursor(ContactsError):
     def __init__(self) -> None:
         super().__init__("the cursor is not one this API gave out")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid field of a request: its path (``emails[1]``, ``custom_fields.plan``) and why."""
+
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class InvalidFields(ContactsError):
+    """A write names fields that are invalid; nothing was written."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+class NotFound(ContactsError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no such {what} in this workspace")
+        self.what = what
+
+
+class VersionMismatch(ContactsError):
+    """The caller's If-Match names a version that is no longer current."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the record changed; its version is now {current}")
+        self.current = current
+
+
+class DuplicateIdentities(ContactsError):
+    """Some identities of a new or changed contact already belong to other contacts."""
+
+    def __init__(self, owners: dict[str, str]) -> None:
+        super().__init__("identities already belong to other contacts")
+        self.owners = owners
+
+
+class Conflict(ContactsError):
+    """The request cannot be done in the record's current state (merging an erased contact...)."""

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from uuid import UUID
 
 import grpc
 
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
-from crm_contacts.domain.errors import InvalidIdentity
+from crm_contacts.domain.errors import InvalidIdentity, NotFound
 from crm_contacts.domain.model import normalise_identity
 from crm_contacts.service import ContactsService, IdentityRequest
+from crm_contacts.service.privacy import PrivacyService
+from crm_contacts.service.segments import MAX_STREAM_SEGMENTS, SegmentsService
 from crm_contacts.wire import contact_to_proto, identity_to_proto, kind_from_proto
+from crm_contacts.wire_segments import audience_member_to_proto
 from crmkit.grpc import GrpcAuth
 
 MAX_BATCH = 500
 
 
 class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: ignore[misc]
-    def __init__(self, service: ContactsService, auth: GrpcAuth) -> None:
+    def __init__(self, service: ContactsService, privacy: PrivacyService, auth: GrpcAuth) -> None:
         self.service = service
+        self.privacy = privacy
         self.auth = auth
 
     async def ResolveIdentities(
@@ -63,3 +68,43 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such contact in this workspace")
         assert contact is not None
         return contact_to_proto(contact)
+
+    async def ConfirmErasure(
+        self, request: contacts_pb2.ConfirmErasureRequest, context: grpc.aio.ServicerContext
+    ) -> contacts_pb2.ConfirmErasureResponse:
+        caller = await self.auth.principal(context, "internal")
+        try:
+            contact_id = UUID(request.contact_id)
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "contact_id is not a UUID")
+            raise
+        if not 0 < len(request.service) <= 64:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "service names the confirming service")
+        try:
+            complete = await self.privacy.confirm_erasure(caller.workspace_id, contact_id, request.service)
+        except NotFound:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no erasure of that contact in this workspace")
+            raise
+        return contacts_pb2.ConfirmErasureResponse(complete=complete)
+
+    async def StreamSegmentMembers(
+        self, request: contacts_pb2.StreamSegmentMembersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[contacts_pb2.AudienceMember]:
+        caller = await self.auth.principal(context, "contacts:read")
+        try:
+            include = [UUID(s) for s in request.segment_ids]
+            exclude = [UUID(s) for s in request.exclude_segment_ids]
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "segment ids are UUIDs")
+            raise
+        if not include or len(include) + len(exclude) > MAX_STREAM_SEGMENTS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"1 to {MAX_STREAM_SEGMENTS} segment ids, excluded ones included")
+        segments = SegmentsService(self.service.db)
+        try:
+            async for page in segments.audience(caller.workspace_id, include, exclude):
+                for member in page:
+                    yield audience_member_to_proto(member)
+        except NotFound:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such segment in this workspace")
+            raise

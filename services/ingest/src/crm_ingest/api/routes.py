@@ -9,8 +9,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
-from crm_ingest.service import IngestService
-from crm_ingest.settings import Settings
+from crm_ingest.api.deps import STREAM_LIMIT, IngestSettings, PayloadTooLarge, Service, read_limited
 from crmkit.auth import Principal, require
 from crmkit.problems import NotFound, Problem
 
@@ -21,18 +20,17 @@ Reader = Annotated[Principal, Depends(require("interactions:read"))]
 EMAIL_TYPES = ("message/rfc822", "text/plain", "application/octet-stream")
 
 
-def ingest_service(request: Request) -> IngestService:
-    service = request.app.state.service
-    assert isinstance(service, IngestService)
-    return service
-
-
-Service = Annotated[IngestService, Depends(ingest_service)]
-
-
 class Accepted(BaseModel):
     id: str
     status: str = "accepted"
+
+
+class MediaOut(BaseModel):
+    kind: str
+    provider_id: str
+    mime_type: str
+    caption: str
+    filename: str
 
 
 class InteractionOut(BaseModel):
@@ -41,24 +39,15 @@ class InteractionOut(BaseModel):
     channel: str
     direction: str
     sender: str
+    sender_name: str
     subject: str
     text: str
     message_id: str
+    in_reply_to: str
+    conversation_id: str
+    media: list[MediaOut]
     occurred_at: datetime
     received_at: datetime
-
-
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is larger than ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, "too-large", "Payload too large", f"the limit is {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Problem(413, "too-large", "Payload too large", f"the limit is {limit} bytes")
-    return bytes(body)
 
 
 @router.post(
@@ -69,21 +58,19 @@ async def read_limited(request: Request, limit: int) -> bytes:
     openapi_extra={"requestBody": {"required": True, "content": {
         "message/rfc822": {"schema": {"type": "string", "format": "binary"}}}}},
 )
-async def inbound_email(request: Request, caller: Writer, service: Service) -> Accepted:
+async def inbound_email(request: Request, caller: Writer, service: Service,
+                        settings: IngestSettings) -> Accepted:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in EMAIL_TYPES:
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
                       "send the raw message as message/rfc822")
-    settings = request.app.state.settings
-    assert isinstance(settings, Settings)
     raw = await read_limited(request, settings.max_email_bytes)
     if not raw.strip():
         raise Problem(422, "empty-message", "Empty message", "the request body holds no message")
     try:
         raw_id = await service.accept_email(caller.workspace_id, raw, source="email-http")
     except MessageSizeTooLargeError as exc:
-        raise Problem(413, "too-large", "Payload too large",
-                      "the message is larger than the event stream takes") from exc
+        raise PayloadTooLarge(STREAM_LIMIT) from exc
     return Accepted(id=raw_id)
 
 
@@ -96,6 +83,9 @@ async def get_interaction(
         raise NotFound("interaction")
     return InteractionOut(
         id=item.id, contact_id=item.contact_id, channel=item.channel, direction=item.direction,
-        sender=item.sender, subject=item.subject, text=item.text, message_id=item.message_id,
+        sender=item.sender, sender_name=item.sender_name, subject=item.subject, text=item.text,
+        message_id=item.message_id, in_reply_to=item.in_reply_to, conversation_id=item.conversation_id,
+        media=[MediaOut(kind=m.kind, provider_id=m.provider_id, mime_type=m.mime_type, caption=m.caption,
+                        filename=m.filename) for m in item.media],
         occurred_at=item.occurred_at, received_at=item.received_at,
     )

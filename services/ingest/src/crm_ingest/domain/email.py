@@ -4,7 +4,6 @@ anything but MalformedEmail, whatever the bytes."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
@@ -13,30 +12,24 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.utils import parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 
-MAX_TEXT_CHARS = 100_000
-MAX_HEADER_CHARS = 998  # RFC 5322's line limit: longer ids and subjects are cut, not refused
+from crm_ingest.domain.message import (
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    InboundMessage,
+    MalformedMessage,
+    clean_text,
+)
+
 MAX_RECIPIENTS = 100
 MAX_REFERENCES = 50
 
 
-class MalformedEmail(ValueError):
+class MalformedEmail(MalformedMessage):
     """The message cannot become an interaction: it is dead-lettered with this reason."""
 
 
-@dataclass(frozen=True)
-class ParsedEmail:
-    message_id: str
-    in_reply_to: str
-    references: tuple[str, ...]
-    sender_address: str
-    sender_name: str
-    recipients: tuple[str, ...]
-    subject: str
-    text: str
-    sent_at: datetime | None
-
-
-def parse_email(raw: bytes) -> ParsedEmail:
+def parse_email(raw: bytes) -> InboundMessage:
     if not raw.strip():
         raise MalformedEmail("empty message")
     try:
@@ -49,39 +42,35 @@ def parse_email(raw: bytes) -> ParsedEmail:
         raise MalformedEmail(f"unparseable message: {type(exc).__name__}") from exc
 
 
-def _parse(message: EmailMessage, raw: bytes) -> ParsedEmail:
+def _parse(message: EmailMessage, raw: bytes) -> InboundMessage:
     senders = _addresses(message, "from")
     if not senders:
         raise MalformedEmail("no sender address in From")
     sender = senders[0]
-    sender_address = _clean(sender.addr_spec).lower()
+    sender_address = clean_text(sender.addr_spec).lower()
     if "@" not in sender_address or len(sender_address) > 320:
         raise MalformedEmail("the From address is not an email address")
     recipients = tuple(dict.fromkeys(
-        _clean(a.addr_spec).lower() for name in ("to", "cc") for a in _addresses(message, name)
+        clean_text(a.addr_spec).lower() for name in ("to", "cc") for a in _addresses(message, name)
     ))[:MAX_RECIPIENTS]
     message_id = _msg_id(message.get("message-id", ""))
     if not message_id:
         # No Message-ID: the content itself identifies the message, so a replay still matches.
         message_id = "sha256:" + hashlib.sha256(raw).hexdigest()
     references = tuple(r for r in (_msg_id(p) for p in str(message.get("references", "")).split()) if r)
-    return ParsedEmail(
+    return InboundMessage(
+        channel="email",
         message_id=message_id,
+        sender_kind="email",
+        sender=sender_address,
+        sender_name=clean_text(sender.display_name or "")[:MAX_NAME_CHARS],
+        text=clean_text(_text_body(message))[:MAX_TEXT_CHARS],
+        sent_at=_date(message.get("date")),
+        recipients=recipients,
         in_reply_to=_msg_id(message.get("in-reply-to", "")),
         references=references[-MAX_REFERENCES:],
-        sender_address=sender_address,
-        sender_name=_clean(sender.display_name or "")[:200],
-        recipients=recipients,
-        subject=_clean(str(message.get("subject", "")))[:MAX_HEADER_CHARS],
-        text=_clean(_text_body(message))[:MAX_TEXT_CHARS],
-        sent_at=_date(message.get("date")),
+        subject=clean_text(str(message.get("subject", "")))[:MAX_ID_CHARS],
     )
-
-
-def _clean(text: str) -> str:
-    """Valid Unicode without NULs: raw 8-bit UTF-8 headers (RFC 6532) come out of the parser
-    as surrogate escapes, which neither protobuf nor PostgreSQL accept."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "")
 
 
 def _addresses(message: EmailMessage, header: str) -> list[Address]:
@@ -93,9 +82,9 @@ def _addresses(message: EmailMessage, header: str) -> list[Address]:
 
 
 def _msg_id(value: object) -> str:
-    text = _clean(str(value)).strip()
+    text = clean_text(str(value)).strip()
     text = text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
-    return text[:MAX_HEADER_CHARS]
+    return text[:MAX_ID_CHARS]
 
 
 def _text_body(message: EmailMessage) -> str:

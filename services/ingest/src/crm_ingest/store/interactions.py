@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, fields
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 
 from crm_ingest.domain.interaction import Interaction
+from crm_ingest.domain.message import DeliveryStatus, MediaRef
 from crmkit.mongo import MongoDatabase, MongoUnitOfWork
+
+# What a document holds beside the interaction (its delivery statuses) is not read back here.
+_FIELDS = frozenset(f.name for f in fields(Interaction)) - {"id"}
 
 
 async def prepare(database: MongoDatabase) -> None:
@@ -23,14 +28,16 @@ def _to_doc(item: Interaction) -> dict[str, Any]:
     doc["_id"] = doc.pop("id")
     doc["recipients"] = list(item.recipients)
     doc["references"] = list(item.references)
+    doc["media"] = [asdict(m) for m in item.media]
     return doc
 
 
 def _from_doc(doc: dict[str, Any]) -> Interaction:
-    fields = {k: v for k, v in doc.items() if k != "_id"}
-    fields["recipients"] = tuple(fields["recipients"])
-    fields["references"] = tuple(fields["references"])
-    return Interaction(id=doc["_id"], **fields)
+    values = {k: v for k, v in doc.items() if k in _FIELDS}
+    values["recipients"] = tuple(values["recipients"])
+    values["references"] = tuple(values["references"])
+    values["media"] = tuple(MediaRef(**m) for m in values.get("media", ()))
+    return Interaction(id=doc["_id"], **values)
 
 
 class InteractionsStore:
@@ -47,6 +54,23 @@ class InteractionsStore:
         if items:
             await self.uow.db.interactions.insert_many([_to_doc(i) for i in items],
                                                        session=self.uow.session)
+
+    async def record_statuses(self, updates: Sequence[tuple[str, str, DeliveryStatus]]) -> int:
+        """Set ``delivery.<status>_at`` (and a failure's ``delivery.error_code``) on stored
+        interactions, given as (workspace, interaction id, status). Arriving out of order
+        changes nothing: each status keeps its own time. Returns how many were found."""
+        operations = []
+        for workspace_id, interaction_id, status in updates:
+            changes: dict[str, Any] = {f"delivery.{status.status}_at": status.at}
+            if status.error_code:
+                changes["delivery.error_code"] = status.error_code
+            operations.append(UpdateOne({"_id": interaction_id, "workspace_id": workspace_id},
+                                        {"$set": changes}))
+        if not operations:
+            return 0
+        result = await self.uow.db.interactions.bulk_write(operations, ordered=False,
+                                                            session=self.uow.session)
+        return result.matched_count
 
 
 async def get_interaction(database: MongoDatabase, workspace_id: str,

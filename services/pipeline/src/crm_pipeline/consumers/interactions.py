@@ -6,7 +6,8 @@ from datetime import UTC
 from uuid import UUID
 
 from crm.ingest.v1 import events_pb2
-from crm_pipeline.domain.model import INTERACTION_RECORDED, InteractionSeen
+from crm_pipeline.domain.events import INTERACTION_RECORDED
+from crm_pipeline.domain.model import InteractionSeen
 from crm_pipeline.service import PipelineService
 from crmkit.kafka import Envelope, Handlers, PermanentError, consume
 

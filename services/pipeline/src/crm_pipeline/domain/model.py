@@ -6,13 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-INTERACTION_RECORDED = "crm.interactions.interaction.recorded.v1"
-
 
 @dataclass(frozen=True)
 class InteractionSeen:
     contact_id: UUID
     occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ContactMerge:
+    """Contacts merged ``loser_id`` into ``survivor_id``: its activity is the survivor's now."""
+
+    loser_id: UUID
+    survivor_id: UUID
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,21 @@ class ActivityStore:
             [(d.workspace_id, d.contact_id, d.count, d.last_at) for d in deltas],
         )
 
+    async def fold(self, workspace_id: str, from_contact: UUID, into_contact: UUID) -> bool:
+        """Add ``from_contact``'s activity to ``into_contact``'s and delete it; False when it
+        had none."""
+        return bool(await self.conn.fetchval(
+            "WITH gone AS (DELETE FROM contact_activity WHERE workspace_id = $1 AND contact_id = $2"
+            " RETURNING interaction_count, last_activity_at)"
+            " INSERT INTO contact_activity (workspace_id, contact_id, interaction_count, last_activity_at)"
+            " SELECT $1, $3, interaction_count, last_activity_at FROM gone"
+            " ON CONFLICT (workspace_id, contact_id) DO UPDATE SET"
+            " interaction_count = contact_activity.interaction_count + EXCLUDED.interaction_count,"
+            " last_activity_at = GREATEST(contact_activity.last_activity_at, EXCLUDED.last_activity_at)"
+            " RETURNING 1",
+            workspace_id, from_contact, into_contact,
+        ))
+
     async def get(self, workspace_id: str, contact_id: UUID) -> ContactActivity | None:
         row = await self.conn.fetchrow(
             "SELECT contact_id, interaction_count, last_activity_at FROM contact_activity"

@@ -35,6 +35,14 @@ class InboundMessage:
 
 
 @dataclass(frozen=True)
+class ContactMerge:
+    """Contacts merged ``loser_id`` into ``survivor_id``: its tickets are the survivor's now."""
+
+    loser_id: UUID
+    survivor_id: UUID
+
+
+@dataclass(frozen=True)
 class Ticket:
     id: UUID
     workspace_id: str

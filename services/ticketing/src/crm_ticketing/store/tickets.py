@@ -70,6 +70,15 @@ class TicketsStore:
             [(workspace_id, key, ticket_id) for key in keys],
         )
 
+    async def move_to_contact(self, workspace_id: str, from_contact: UUID, to_contact: UUID) -> int:
+        """Every ticket of ``from_contact`` becomes ``to_contact``'s; returns how many."""
+        status: str = await self.conn.execute(
+            "UPDATE tickets SET contact_id = $3, updated_at = now()"
+            " WHERE workspace_id = $1 AND contact_id = $2",
+            workspace_id, from_contact, to_contact,
+        )
+        return int(status.split()[-1])
+
     async def get(self, workspace_id: str, ticket_id: UUID) -> Ticket | None:
         row = await self.conn.fetchrow(
             f"SELECT {_COLUMNS} FROM tickets WHERE workspace_id = $1 AND id = $2",  # noqa: S608

@@ -1,0 +1,49 @@
+"""What every ingest route shares: the service, the settings, and reading a bounded body."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from crm_ingest.service import IngestService
+from crm_ingest.settings import Settings
+from crmkit.problems import Problem
+
+
+def ingest_service(request: Request) -> IngestService:
+    service = request.app.state.service
+    assert isinstance(service, IngestService)
+    return service
+
+
+def ingest_settings(request: Request) -> Settings:
+    settings = request.app.state.settings
+    assert isinstance(settings, Settings)
+    return settings
+
+
+Service = Annotated[IngestService, Depends(ingest_service)]
+IngestSettings = Annotated[Settings, Depends(ingest_settings)]
+
+
+class PayloadTooLarge(Problem):
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, "too-large", "Payload too large", detail)
+
+
+# A record larger than the broker takes (aiokafka's MessageSizeTooLargeError) is this.
+STREAM_LIMIT = "the message is larger than the event stream takes"
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is larger than ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the limit is {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the limit is {limit} bytes")
+    return bytes(body)
