@@ -11,7 +11,7 @@ PYTEST := $(PY) -m pytest
 PROTOS := $(shell find proto -name '*.proto')
 STUBS := libs/crmproto/src/crm/.generated
 
-.PHONY: help install dev test test-unit test-int e2e proto lint bench down clean
+.PHONY: help install dev test test-unit test-int e2e proto lint bench bench-contacts down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ lint: install ## ruff and mypy
 
 bench: install ## benchmarks, each next to its baseline measured in the same run
 	$(PY) bench/ingest_e2e.py
+
+bench-contacts: install ## contacts at 1M: reads, ResolveIdentities, segments, duplicate scan, CSV import
+	$(PY) bench/contacts_reads.py
+	$(PY) bench/contacts_duplicates.py --contacts 1000000
+	$(PY) bench/contacts_import.py --rows 1000000
 
 down: ## stop whatever `make dev` left running
 	@if [ -x $(PY) ]; then $(PY) deploy/local/devstack.py down; fi

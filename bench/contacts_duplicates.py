@@ -35,6 +35,7 @@ from crm_contacts.domain.duplicates import MAX_BLOCK
 from crm_contacts.service.duplicates import DuplicatesService
 from crm_contacts.store.duplicates import SCAN_CONTACTS
 from crmkit.postgres import PgDatabase, create_pool, ensure_database
+from crmkit.web import tune_gc
 
 WORKSPACE = "bench"
 RAW_READ = ("SELECT id, first_name, last_name, display_name FROM contacts"
@@ -195,6 +196,7 @@ def main() -> int:
     database = (f"crm_bench_dups_{args.contacts}" if args.keep
                 else f"crm_bench_dups_{secrets.token_hex(4)}")
     try:
+        tune_gc()  # as every service process does (crmkit.web.serve)
         print(asyncio.run(benchmark(args, database)), flush=True)
         return 0
     finally:

@@ -51,6 +51,7 @@ from crm_contacts.store import fields as field_store  # noqa: E402
 from crm_contacts.store import imports as import_store  # noqa: E402
 from crm_contacts.store.contacts import ContactsStore  # noqa: E402
 from crmkit.postgres import PgDatabase, PgUnitOfWork, migrate  # noqa: E402
+from crmkit.web import tune_gc  # noqa: E402
 
 MIGRATIONS = ROOT / "services" / "contacts" / "migrations"
 HEADER = ["Email", "First name", "Last name", "Phone", "Company", "Tags", "Plan", "Score", "Stage"]
@@ -250,6 +251,7 @@ def main() -> int:
     workdir = ROOT / ".local" / f"bench-import-{secrets.token_hex(3)}"
     workdir.mkdir(parents=True)
     try:
+        tune_gc()  # as every service process does (crmkit.web.serve)
         return asyncio.run(run(args, workdir))
     finally:
         if not args.keep:

@@ -274,6 +274,9 @@ def service_env(base: dict[str, str], ports: dict[str, tuple[int, int]],
         env[f"{prefix}_HTTP_PORT"] = str(http)
         env[f"{prefix}_GRPC_PORT"] = str(grpc)
     env["INGEST_CONTACTS_GRPC_TARGET"] = f"127.0.0.1:{ports['contacts'][1]}"
+    # A person's data export gathers every service's part over gRPC.
+    env["CONTACTS_PERSONAL_DATA_SOURCES"] = json.dumps({
+        name: f"127.0.0.1:{ports[name][1]}" for name in ("ticketing", "pipeline", "campaigns", "ingest")})
     for key, value in whatsapp_env(data_dir).items():
         env.setdefault(key, value)  # a real Meta app's settings, exported, win
     return env

@@ -1,13 +1,15 @@
 """One person across channels, through the running platform's public endpoints only: an email
 and then a WhatsApp message land on one contact; a duplicate made by a second address is found
-by the scan and merged, and its ticket follows; an erasure leaves nothing behind and stops a
-later import from bringing the person back."""
+by the scan and merged, and its ticket follows; the person's data export gathers every service's
+part; an erasure leaves nothing behind and stops a later import from bringing the person back."""
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import time
+import zipfile
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
@@ -174,7 +176,26 @@ async def test_one_person_across_channels_merged_and_erased(platform: Platform) 
         await eventually(ticket_moved, timeout=WAIT, what="the duplicate's ticket on the survivor")
         assert (await http.get(f"{contacts}/v1/contacts/{twin['id']}")).json()["id"] == ada["id"]
 
-        # 4. Erasure: nothing personal is left in contacts, and an import cannot bring the person back.
+        # 4. The data export: one archive with every service's part, for both ids of the person.
+        parts: dict[str, Any] = {}
+
+        async def exported() -> bool:
+            response = await http.get(f"{contacts}/v1/contacts/{ada['id']}/personal-data")
+            assert response.status_code == 200, response.text
+            with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+                parts.clear()
+                parts.update({name.removesuffix(".json"): json.loads(archive.read(name))
+                              for name in archive.namelist()})
+            tickets = {t["id"] for t in parts.get("ticketing", {}).get("tickets", [])}
+            channels = {i["channel"] for i in parts.get("ingest", {}).get("interactions", [])}
+            return set(twin_tickets) < tickets and channels == {"email", "whatsapp"}
+
+        await eventually(exported, timeout=WAIT, what="the person's tickets and interactions in the export")
+        assert {p["service"]: p["status"] for p in parts["manifest"]["parts"]} == dict.fromkeys(
+            ("contacts", "ticketing", "pipeline", "campaigns", "ingest"), "ok")
+        assert "Is my order on its way?" in {i["text"] for i in parts["ingest"]["interactions"]}
+
+        # 5. Erasure: nothing personal is left in contacts, and an import cannot bring the person back.
         erased = await http.post(f"{contacts}/v1/contacts/{ada['id']}/erasure")
         assert erased.status_code == 202
         assert (await http.get(f"{contacts}/v1/contacts/{ada['id']}")).status_code == 404

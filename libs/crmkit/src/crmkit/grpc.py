@@ -123,12 +123,17 @@ def retry_service_config(idempotent_services: Iterable[str]) -> str:
     })
 
 
-def create_channel(target: str, idempotent_services: Iterable[str] = ()) -> grpc.aio.Channel:
-    options = [
+def create_channel(target: str, idempotent_services: Iterable[str] = (),
+                   max_receive_bytes: int | None = None) -> grpc.aio.Channel:
+    """A channel to ``target``; answers larger than ``max_receive_bytes`` (gRPC's default: 4 MiB)
+    fail with ``RESOURCE_EXHAUSTED``."""
+    options: list[tuple[str, str | int]] = [
         ("grpc.enable_retries", 1),
         ("grpc.service_config", retry_service_config(idempotent_services)),
         ("grpc.keepalive_time_ms", 30000),
     ]
+    if max_receive_bytes is not None:
+        options.append(("grpc.max_receive_message_length", max_receive_bytes))
     return grpc.aio.insecure_channel(target, options=options, interceptors=grpc_client_interceptors())
 
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 CRMKIT_MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x43524D4D  # "CRMM"
 _RELAY_LOCK = 0x43524D52  # "CRMR"
+_COPY_FROM = 200  # events in one unit of work from which the outbox is written with COPY
 
 
 async def ensure_database(admin_dsn: str, database: str) -> None:
@@ -108,9 +109,13 @@ class PgUnitOfWork:
     async def _flush(self) -> None:
         if not self.events:
             return
+        rows = [(e.topic, e.key, _headers_to_json(e.envelope), e.envelope.data) for e in self.events]
+        if len(rows) >= _COPY_FROM:  # a bulk write (an import batch): COPY, in the same order
+            await self.conn.copy_records_to_table("outbox", records=rows,
+                                                  columns=("topic", "key", "headers", "value"))
+            return
         await self.conn.executemany(
-            "INSERT INTO outbox (topic, key, headers, value) VALUES ($1, $2, $3::jsonb, $4)",
-            [(e.topic, e.key, _headers_to_json(e.envelope), e.envelope.data) for e in self.events],
+            "INSERT INTO outbox (topic, key, headers, value) VALUES ($1, $2, $3::jsonb, $4)", rows,
         )
 
 

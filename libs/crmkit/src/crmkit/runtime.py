@@ -117,8 +117,9 @@ class Runtime:
         self.grpc_server = server
         return server
 
-    async def grpc_channel(self, target: str, idempotent_services: list[str]) -> grpc.aio.Channel:
-        channel = create_channel(target, idempotent_services)
+    async def grpc_channel(self, target: str, idempotent_services: list[str],
+                           max_receive_bytes: int | None = None) -> grpc.aio.Channel:
+        channel = create_channel(target, idempotent_services, max_receive_bytes)
         self._stack.push_async_callback(channel.close)
         return channel
 

@@ -9,11 +9,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
+import grpc
 import httpx
 from fastapi import FastAPI
 
-from crmkit.auth import issue_token
+from crmkit.auth import Authenticator, issue_token
 from crmkit.kafka import Event, Producer, make_event
 from crmkit.settings import InfraSettings
 from crmkit.topics import CONTACTS, INTERACTIONS
@@ -29,6 +31,11 @@ def token_for(infra: InfraSettings, workspace_id: str, *, roles: tuple[str, ...]
               scopes: tuple[str, ...] = (), subject: str = "tester") -> str:
     return issue_token(infra.jwt_secret.get_secret_value(), subject=subject,
                        workspace_id=workspace_id, roles=roles, scopes=scopes)
+
+
+def service_token_for(infra: InfraSettings, workspace_id: str, service: str = "tests") -> str:
+    """A token as a service's Runtime mints it for its calls to another service."""
+    return Authenticator(infra).service_token(service, workspace_id)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -110,3 +117,15 @@ async def publish(infra: InfraSettings, events: list[Event]) -> None:
         await producer.publish(events)
     finally:
         await producer.stop()
+
+
+async def export_personal_data(grpc_port: int, token: str | None, contact_ids: list[str]) -> Any:
+    """Call a service's ``crm.common.v1.PersonalDataService.ExportPersonalData`` (on 127.0.0.1)
+    with ``token`` (none when None) and return its ``PersonalDataPart``."""
+    from crm.common.v1 import personal_data_pb2, personal_data_pb2_grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = personal_data_pb2_grpc.PersonalDataServiceStub(channel)
+        return await stub.ExportPersonalData(
+            personal_data_pb2.ExportPersonalDataRequest(contact_ids=contact_ids), timeout=10,
+            metadata=grpc_auth(token) if token else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from crmkit.settings import ServiceSettings
 from crmkit.telemetry import setup_telemetry
 
 S = TypeVar("S", bound=ServiceSettings)
+T = TypeVar("T")
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
@@ -40,6 +42,19 @@ def create_service_app(
         app.include_router(router)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app
+
+
+def state(name: str, kind: type[T]) -> Callable[[Request], T]:
+    """A FastAPI dependency giving what the lifespan put in ``app.state.<name>``, typed:
+    ``Service = Annotated[TicketsService, Depends(state("service", TicketsService))]``."""
+
+    def dependency(request: Request) -> T:
+        value = getattr(request.app.state, name)
+        if not isinstance(value, kind):
+            raise TypeError(f"app.state.{name} is not a {kind.__name__}")
+        return value
+
+    return dependency
 
 
 def _health_router() -> APIRouter:
@@ -75,9 +90,20 @@ def _not_ready(failures: dict[str, str]) -> JSONResponse:
     return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
 
 
+def tune_gc() -> None:
+    """Collect garbage less often than CPython's default (every 700 allocations), which costs
+    a service moving thousands of rows per batch a third of its time; what exists at start
+    (modules, settings) is frozen out of every collection. Memory is still reclaimed: most
+    objects die by reference counting, and cycles are still collected, in larger steps."""
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(50_000, second, third)
+
+
 def serve(create_app: Callable[[S], FastAPI], settings: S) -> None:
     """Run one service process: logging, telemetry, then the app (HTTP, gRPC and consumers
     share its lifespan). SIGTERM and Ctrl-C drain it gracefully."""
+    tune_gc()
     configure_logging(settings.service_name, settings.infra.log_level)
     setup_telemetry(settings.service_name, settings.infra.otel_exporter)
     app = create_app(settings)

@@ -42,6 +42,21 @@ async def test_events_commit_with_the_state_change_and_are_published_in_order(
     assert by_key == {b"ws:a": [0, 1, 2, 3], b"ws:b": [0, 1, 2, 3], b"ws:c": [0, 1, 2, 3]}
 
 
+async def test_a_bulk_unit_of_work_is_written_with_copy_and_keeps_its_order(
+    clean_pg: PgDatabase, producer: Producer, infra: InfraSettings, topic: str
+) -> None:
+    async with clean_pg.unit_of_work() as uow:
+        for amount in range(500):  # past the COPY threshold
+            uow.add(money_event(topic, "bulk", amount))
+    relay = PgOutboxRelay(clean_pg.pool, producer, batch_size=200)
+    while await relay.publish_batch():
+        pass
+    records = await read_all(infra, topic, 500)
+    amounts = [Envelope.from_record(r.headers, r.value).parse(common_pb2.Money).amount_minor  # type: ignore[union-attr]
+               for r in records]
+    assert amounts == list(range(500))
+
+
 async def test_a_rolled_back_transaction_publishes_nothing(clean_pg: PgDatabase, topic: str) -> None:
     with pytest.raises(RuntimeError):
         async with clean_pg.unit_of_work() as uow:

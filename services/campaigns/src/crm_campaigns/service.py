@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
+from uuid import UUID
 
 from crm_campaigns.domain.model import ContactEngagement, ContactMerge, InteractionSeen, sum_engagement
 from crm_campaigns.store.engagement import (
     add_engagement,
     current_contacts,
+    engagement_of,
     fold_engagement,
     get_engagement,
 )
 from crmkit.kafka import Delivered, PermanentError
 from crmkit.mongo import MongoDatabase
+from crmkit.personal_data import MAX_ITEMS
 
 ENGAGEMENT_CONSUMER = "campaigns.engagement"
 MERGES_CONSUMER = "campaigns.merges"
@@ -57,3 +61,11 @@ class CampaignsService:
 
     async def contact_engagement(self, workspace_id: str, contact_id: str) -> ContactEngagement | None:
         return await get_engagement(self.db, workspace_id, contact_id)
+
+    async def personal_data(self, workspace_id: str, contact_ids: list[UUID]
+                            ) -> dict[str, list[dict[str, Any]]]:
+        """Everything campaigns holds about a person (the contact and the ids merged into it),
+        for their data export: their engagement. One more than ``MAX_ITEMS``, so that a cut
+        shows."""
+        ids = [str(i) for i in contact_ids]
+        return {"engagement": await engagement_of(self.db, workspace_id, ids, MAX_ITEMS + 1)}

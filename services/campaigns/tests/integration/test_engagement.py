@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -18,11 +19,13 @@ from crmkit.testing import (
     bearer,
     contact_merged_event,
     eventually,
+    export_personal_data,
     free_port,
     grpc_auth,
     interaction_event,
     publish,
     running_app,
+    service_token_for,
     token_for,
 )
 
@@ -144,3 +147,53 @@ async def test_a_merge_folds_the_losers_engagement_and_later_interactions_into_t
     await eventually(chain_followed, what="the loser's later interaction on the last contact")
     assert await both("ws-cm") == (None, None)
     assert await both("ws-cm-other") == (None, (1, "2026-11-01"))
+
+
+async def test_a_persons_data_export_holds_their_engagement_and_nothing_else(
+    campaigns: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    client, grpc_port = campaigns
+    person, merged, stranger = (str(uuid7()) for _ in range(3))
+    day = {d: datetime(2026, 10, d, tzinfo=UTC) for d in (1, 2, 3)}
+    await publish(infra, [
+        interaction_event("ws-cx", person, f"i-{person}-1", day[1]),
+        interaction_event("ws-cx", person, f"i-{person}-2", day[2]),
+        interaction_event("ws-cx", merged, f"i-{merged}-1", day[3]),
+        interaction_event("ws-cx", stranger, f"i-{stranger}-1", day[1]),
+        interaction_event("ws-cx-other", person, f"i-{person}-1", day[1]),
+    ])
+
+    async def counted() -> bool:
+        found = []
+        for workspace, contact in (("ws-cx", person), ("ws-cx", merged), ("ws-cx", stranger),
+                                   ("ws-cx-other", person)):
+            response = await client.get(f"/v1/contacts/{contact}/engagement",
+                                        headers=bearer(token_for(infra, workspace, roles=("marketing",))))
+            found.append(response.json()["interaction_count"] if response.status_code == 200 else 0)
+        return found == [2, 1, 1, 1]
+
+    await eventually(counted, what="every interaction counted")
+    part = await export_personal_data(grpc_port, service_token_for(infra, "ws-cx"), [person, merged])
+    assert (part.service, part.content_type) == ("campaigns", "application/json")
+    document = json.loads(part.json)
+    assert (document["workspace_id"], document["contact_ids"], document["truncated"]) == (
+        "ws-cx", [person, merged], [])
+    assert sorted((e["contact_id"], e["interaction_count"], e["last_interaction_at"][:10])
+                  for e in document["engagement"]) == sorted(
+        [(person, 2, "2026-10-02"), (merged, 1, "2026-10-03")])
+    assert all(e["workspace_id"] == "ws-cx" for e in document["engagement"])
+    elsewhere = json.loads((await export_personal_data(
+        grpc_port, service_token_for(infra, "ws-cx-other"), [person, merged])).json)
+    assert [(e["contact_id"], e["interaction_count"]) for e in elsewhere["engagement"]] == [(person, 1)]
+
+
+async def test_only_a_service_may_export_personal_data(
+    campaigns: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    _, grpc_port = campaigns
+    for token, code in ((None, grpc.StatusCode.UNAUTHENTICATED),
+                        (token_for(infra, "ws-cx", roles=("marketing",)), grpc.StatusCode.PERMISSION_DENIED),
+                        (token_for(infra, "ws-cx"), grpc.StatusCode.PERMISSION_DENIED)):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await export_personal_data(grpc_port, token, [str(uuid7())])
+        assert error.value.code() == code

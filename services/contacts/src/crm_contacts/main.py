@@ -16,6 +16,7 @@ from crm_contacts.consumers.campaigns import campaigns_handlers
 from crm_contacts.consumers.interactions import interactions_handlers
 from crm_contacts.consumers.tickets import tickets_handlers
 from crm_contacts.grpc.servicer import ContactsServicer
+from crm_contacts.personal_data_sources import GrpcPersonalDataSources
 from crm_contacts.service import ContactsService
 from crm_contacts.service.companies import CompaniesService
 from crm_contacts.service.duplicates import DuplicatesService
@@ -27,6 +28,8 @@ from crm_contacts.service.segments import SegmentsService
 from crm_contacts.settings import Settings
 from crmkit import Runtime, create_service_app
 from crmkit.grpc import GrpcAuth
+from crmkit.personal_data import MAX_PART_BYTES
+from crmkit.personal_data import SERVICE as PERSONAL_DATA_SERVICE
 from crmkit.topics import CAMPAIGNS, INTERACTIONS, TICKETS
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -40,7 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with Runtime(settings) as runtime:
             db = await runtime.postgres(MIGRATIONS)
             service = ContactsService(db, settings.phone_region)
-            privacy_service = PrivacyService(db, settings.erasure_services)
+            sources = GrpcPersonalDataSources(
+                {name: await runtime.grpc_channel(target, [PERSONAL_DATA_SERVICE],
+                                                  max_receive_bytes=MAX_PART_BYTES + 1024 * 1024)
+                 for name, target in settings.personal_data_sources.items()},
+                runtime.credentials, settings.personal_data_deadline_seconds)
+            privacy_service = PrivacyService(db, settings.erasure_services, sources)
             await runtime.outbox_relay(db)
             servicer = ContactsServicer(service, privacy_service, GrpcAuth(runtime.authenticator))
             await runtime.serve_grpc({

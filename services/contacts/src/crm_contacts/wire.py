@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 from uuid import UUID
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from crm.common.v1 import common_pb2
@@ -39,9 +40,9 @@ def identity_to_proto(identity: Identity) -> common_pb2.Identity:
     return common_pb2.Identity(kind=f"IDENTITY_KIND_{identity.kind.name}", value=identity.value)
 
 
-def _struct(values: dict[str, object]) -> struct_pb2.Struct:
+def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
-    json_format.ParseDict(values, message)
+    message.update(values)
     return message
 
 

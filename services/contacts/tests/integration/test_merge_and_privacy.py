@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import zipfile
 from datetime import UTC, datetime
 from typing import Any
 
@@ -232,8 +235,11 @@ async def test_an_erasure_leaves_no_personal_data_and_tracks_every_services_conf
         json={"channel": "email", "purpose": "marketing", "status": "granted", "proof": f"form by {email}"},
     )
     exported = await contacts.http.get(f"/v1/contacts/{person['id']}/personal-data", headers=headers)
-    assert exported.json()["contact"]["last_name"] == "Erasable"
-    assert exported.json()["consents"][0]["status"] == "granted"
+    assert exported.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        own = json.loads(archive.read("contacts.json"))
+    assert own["contact"]["last_name"] == "Erasable"
+    assert own["consents"][0]["status"] == "granted"
 
     sales = contacts.headers(ws, roles=("sales",))
     assert (

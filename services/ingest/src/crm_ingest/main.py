@@ -8,6 +8,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
+from crm.common.v1 import personal_data_pb2_grpc
 from crm.ingest.v1 import ingest_pb2_grpc
 from crm_ingest.api.routes import router
 from crm_ingest.api.whatsapp import router as whatsapp_router
@@ -19,6 +20,7 @@ from crm_ingest.settings import Settings
 from crm_ingest.store.interactions import prepare
 from crmkit import Runtime, create_service_app
 from crmkit.grpc import GrpcAuth
+from crmkit.personal_data import PersonalDataServicer
 from crmkit.topics import INGEST_RAW
 
 
@@ -37,10 +39,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             service = IngestService(db, await runtime.producer(), contacts,
                                     whatsapp.workspaces if whatsapp else None)
             await runtime.outbox_relay(db)
-            servicer = IngestServicer(service, GrpcAuth(runtime.authenticator))
+            auth = GrpcAuth(runtime.authenticator)
+            servicer = IngestServicer(service, auth)
+            exporter = PersonalDataServicer(settings.service_name, service.personal_data, auth)
             await runtime.serve_grpc({
                 "crm.ingest.v1.IngestService":
                     partial(ingest_pb2_grpc.add_IngestServiceServicer_to_server, servicer),
+                "crm.common.v1.PersonalDataService":
+                    partial(personal_data_pb2_grpc.add_PersonalDataServiceServicer_to_server, exporter),
             })
             await runtime.consumer({INGEST_RAW: raw_handlers(service)})
             app.state.service = service

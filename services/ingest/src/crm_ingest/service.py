@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
+from uuid import UUID
 
 import grpc
 from opentelemetry import metrics
@@ -16,10 +18,11 @@ from crm_ingest.domain.email import parse_email, sender_of
 from crm_ingest.domain.interaction import Interaction, inbound_interaction, interaction_id
 from crm_ingest.domain.message import DeliveryStatus, InboundMessage, MalformedMessage
 from crm_ingest.domain.whatsapp import WebhookItem, parse_whatsapp
-from crm_ingest.store.interactions import InteractionsStore, get_interaction
+from crm_ingest.store.interactions import InteractionsStore, get_interaction, interactions_of
 from crm_ingest.wire import interaction_recorded, raw_received
 from crmkit.kafka import Delivered, Event, PermanentError, Producer
 from crmkit.mongo import MongoDatabase
+from crmkit.personal_data import MAX_ITEMS, MAX_PART_BYTES
 
 log = logging.getLogger(__name__)
 _meter = metrics.get_meter("crm_ingest")
@@ -171,6 +174,15 @@ class IngestService:
 
     async def get_interaction(self, workspace_id: str, interaction_id: str) -> Interaction | None:
         return await get_interaction(self.db, workspace_id, interaction_id)
+
+    async def personal_data(self, workspace_id: str, contact_ids: list[UUID]
+                            ) -> dict[str, list[dict[str, Any]]]:
+        """Everything ingest holds about a person (the contact and the ids merged into it: an
+        interaction keeps the contact it was resolved to), for their data export: their
+        interactions with every stored field. Past either limit of a part, so that a cut shows."""
+        ids = [str(i) for i in contact_ids]
+        return {"interactions": await interactions_of(self.db, workspace_id, ids, MAX_ITEMS + 1,
+                                                      MAX_PART_BYTES)}
 
 
 def _parse(raw: RawMessage) -> Parsed:

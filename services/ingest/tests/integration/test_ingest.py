@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import grpc
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -9,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from crm_ingest.domain.interaction import interaction_id
 from crmkit.ids import uuid7
 from crmkit.kafka import Envelope
-from crmkit.testing import bearer, eventually, token_for
+from crmkit.testing import bearer, eventually, export_personal_data, service_token_for, token_for
 from crmkit.topics import INGEST_RAW, dlq
 
 from .conftest import Platform
@@ -123,3 +126,46 @@ async def test_the_same_provider_message_twice_is_stored_once(platform: Platform
     interactions = platform.ingest_app.state.service.db.db.interactions
     iid = interaction_id("ws-ingest", "email", message_id)
     assert await interactions.count_documents({"workspace_id": "ws-ingest", "_id": iid}) == 1
+
+
+async def test_a_persons_data_export_holds_every_field_of_their_interactions_and_nothing_else(
+    platform: Platform,
+) -> None:
+    person, stranger = f"export-{uuid7()}@example.com", f"stranger-{uuid7()}@example.com"
+    first, second, theirs, elsewhere = (f"{uuid7()}@example.com" for _ in range(4))
+    assert (await post(platform, email(person, first, "My order"))).status_code == 202
+    assert (await post(platform, email(person, second, "My order, again"))).status_code == 202
+    assert (await post(platform, email(stranger, theirs, "Not mine"))).status_code == 202
+    other = token_for(platform.infra, "ws-ingest-other")
+    assert (await post(platform, email(person, elsewhere, "Elsewhere"), token=other)).status_code == 202
+    contact = (await platform.wait_stored(first))["contact_id"]
+    await platform.wait_stored(second)
+    await platform.wait_stored(theirs)
+    grpc_port = platform.ingest_app.state.settings.grpc_port
+    part = await export_personal_data(grpc_port, service_token_for(platform.infra, "ws-ingest"), [contact])
+    assert (part.service, part.content_type) == ("ingest", "application/json")
+    document = json.loads(part.json)
+    assert (document["workspace_id"], document["contact_ids"], document["truncated"]) == (
+        "ws-ingest", [contact], [])
+    items = document["interactions"]
+    assert {i["id"] for i in items} == {interaction_id("ws-ingest", "email", m) for m in (first, second)}
+    assert {(i["subject"], i["text"].strip(), i["sender"], i["contact_id"]) for i in items} == {
+        ("My order", "Body text", person, contact), ("My order, again", "Body text", person, contact)}
+    assert {"recipients", "message_id", "occurred_at", "received_at", "channel", "direction"} <= set(items[0])
+    assert b"Not mine" not in part.json
+    assert b"Elsewhere" not in part.json
+    # The other workspace's answer for the same contact id: nothing.
+    theirs_part = await export_personal_data(
+        grpc_port, service_token_for(platform.infra, "ws-ingest-other"), [contact])
+    assert json.loads(theirs_part.json)["interactions"] == []
+
+
+async def test_only_a_service_may_export_personal_data(platform: Platform) -> None:
+    grpc_port = platform.ingest_app.state.settings.grpc_port
+    for token, code in ((None, grpc.StatusCode.UNAUTHENTICATED),
+                        (token_for(platform.infra, "ws-ingest", roles=("analyst",)),
+                         grpc.StatusCode.PERMISSION_DENIED),
+                        (platform.token, grpc.StatusCode.PERMISSION_DENIED)):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await export_personal_data(grpc_port, token, [str(uuid7())])
+        assert error.value.code() == code

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from crm.common.v1 import personal_data_pb2_grpc
 from crm.pipeline.v1 import pipeline_pb2_grpc
 from crm_pipeline.api.routes import router
 from crm_pipeline.consumers.contacts import contacts_handlers
@@ -18,6 +19,7 @@ from crm_pipeline.service import PipelineService
 from crm_pipeline.settings import Settings
 from crmkit import Runtime, create_service_app
 from crmkit.grpc import GrpcAuth
+from crmkit.personal_data import PersonalDataServicer
 from crmkit.topics import CONTACTS, INTERACTIONS
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -32,10 +34,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             db = await runtime.postgres(MIGRATIONS)
             service = PipelineService(db)
             # Pipeline publishes no events yet, so it runs no outbox relay.
-            servicer = PipelineServicer(service, GrpcAuth(runtime.authenticator))
+            auth = GrpcAuth(runtime.authenticator)
+            servicer = PipelineServicer(service, auth)
+            exporter = PersonalDataServicer(settings.service_name, service.personal_data, auth)
             await runtime.serve_grpc({
                 "crm.pipeline.v1.PipelineService":
                     partial(pipeline_pb2_grpc.add_PipelineServiceServicer_to_server, servicer),
+                "crm.common.v1.PersonalDataService":
+                    partial(personal_data_pb2_grpc.add_PersonalDataServiceServicer_to_server, exporter),
             })
             await runtime.consumer({INTERACTIONS: interactions_handlers(service),
                                     CONTACTS: contacts_handlers(service)})

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 from uuid import UUID
 
 from crm_pipeline.domain.model import ContactActivity, ContactMerge, InteractionSeen, sum_activity
 from crm_pipeline.store.activity import ActivityStore
 from crmkit.kafka import Delivered
+from crmkit.personal_data import MAX_ITEMS
 from crmkit.postgres import PgDatabase
 from crmkit.redirects import ContactRedirects
 
@@ -54,3 +56,11 @@ class PipelineService:
     async def contact_activity(self, workspace_id: str, contact_id: UUID) -> ContactActivity | None:
         async with self.db.pool.acquire() as conn:
             return await ActivityStore(conn).get(workspace_id, contact_id)
+
+    async def personal_data(self, workspace_id: str, contact_ids: list[UUID]
+                            ) -> dict[str, list[dict[str, Any]]]:
+        """Everything pipeline holds about a person (the contact and the ids merged into it),
+        for their data export: their activity. One more than ``MAX_ITEMS``, so that a cut shows."""
+        async with self.db.pool.acquire() as conn:
+            return {"activity": await ActivityStore(conn).of_contacts(workspace_id, contact_ids,
+                                                                      MAX_ITEMS + 1)}

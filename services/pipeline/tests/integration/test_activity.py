@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -18,11 +19,13 @@ from crmkit.testing import (
     bearer,
     contact_merged_event,
     eventually,
+    export_personal_data,
     free_port,
     grpc_auth,
     interaction_event,
     publish,
     running_app,
+    service_token_for,
     token_for,
 )
 
@@ -130,3 +133,53 @@ async def test_a_merge_folds_the_losers_activity_and_later_interactions_into_the
 
     await eventually(late_counted, what="the loser's late interaction on the survivor")
     assert await both("ws-pm-other") == (None, (1, "2026-11-01"))
+
+
+async def test_a_persons_data_export_holds_their_activity_and_nothing_else(
+    pipeline: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    client, grpc_port = pipeline
+    person, merged, stranger = (str(uuid7()) for _ in range(3))
+    day = {d: datetime(2026, 10, d, tzinfo=UTC) for d in (1, 2, 3)}
+    await publish(infra, [
+        interaction_event("ws-px", person, f"i-{person}-1", day[1]),
+        interaction_event("ws-px", person, f"i-{person}-2", day[2]),
+        interaction_event("ws-px", merged, f"i-{merged}-1", day[3]),
+        interaction_event("ws-px", stranger, f"i-{stranger}-1", day[1]),
+        interaction_event("ws-px-other", person, f"i-{person}-1", day[1]),
+    ])
+
+    async def counted() -> bool:
+        found = []
+        for workspace, contact in (("ws-px", person), ("ws-px", merged), ("ws-px", stranger),
+                                   ("ws-px-other", person)):
+            response = await client.get(f"/v1/contacts/{contact}/activity",
+                                        headers=bearer(token_for(infra, workspace, roles=("sales",))))
+            found.append(response.json()["interaction_count"] if response.status_code == 200 else 0)
+        return found == [2, 1, 1, 1]
+
+    await eventually(counted, what="every interaction counted")
+    part = await export_personal_data(grpc_port, service_token_for(infra, "ws-px"), [person, merged])
+    assert (part.service, part.content_type) == ("pipeline", "application/json")
+    document = json.loads(part.json)
+    assert (document["workspace_id"], document["contact_ids"], document["truncated"]) == (
+        "ws-px", [person, merged], [])
+    assert sorted((a["contact_id"], a["interaction_count"], a["last_activity_at"][:10])
+                  for a in document["activity"]) == sorted(
+        [(person, 2, "2026-10-02"), (merged, 1, "2026-10-03")])
+    assert all(a["workspace_id"] == "ws-px" for a in document["activity"])
+    elsewhere = json.loads((await export_personal_data(
+        grpc_port, service_token_for(infra, "ws-px-other"), [person, merged])).json)
+    assert [(a["contact_id"], a["interaction_count"]) for a in elsewhere["activity"]] == [(person, 1)]
+
+
+async def test_only_a_service_may_export_personal_data(
+    pipeline: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    _, grpc_port = pipeline
+    for token, code in ((None, grpc.StatusCode.UNAUTHENTICATED),
+                        (token_for(infra, "ws-px", roles=("sales",)), grpc.StatusCode.PERMISSION_DENIED),
+                        (token_for(infra, "ws-px"), grpc.StatusCode.PERMISSION_DENIED)):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await export_personal_data(grpc_port, token, [str(uuid7())])
+        assert error.value.code() == code

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from crm.common.v1 import personal_data_pb2_grpc
 from crm.ticketing.v1 import ticketing_pb2_grpc
 from crm_ticketing.api.routes import router
 from crm_ticketing.consumers.contacts import contacts_handlers
@@ -18,6 +19,7 @@ from crm_ticketing.service import TicketingService
 from crm_ticketing.settings import Settings
 from crmkit import Runtime, create_service_app
 from crmkit.grpc import GrpcAuth
+from crmkit.personal_data import PersonalDataServicer
 from crmkit.topics import CONTACTS, INTERACTIONS
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -32,10 +34,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             db = await runtime.postgres(MIGRATIONS)
             service = TicketingService(db)
             await runtime.outbox_relay(db)
-            servicer = TicketingServicer(service, GrpcAuth(runtime.authenticator))
+            auth = GrpcAuth(runtime.authenticator)
+            servicer = TicketingServicer(service, auth)
+            exporter = PersonalDataServicer(settings.service_name, service.personal_data, auth)
             await runtime.serve_grpc({
                 "crm.ticketing.v1.TicketingService":
                     partial(ticketing_pb2_grpc.add_TicketingServiceServicer_to_server, servicer),
+                "crm.common.v1.PersonalDataService":
+                    partial(personal_data_pb2_grpc.add_PersonalDataServiceServicer_to_server, exporter),
             })
             await runtime.consumer({INTERACTIONS: interactions_handlers(service),
                                     CONTACTS: contacts_handlers(service)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 from uuid import UUID
 
 from crm_ticketing.domain.model import (
@@ -20,6 +21,7 @@ from crm_ticketing.store.tickets import TicketsStore
 from crm_ticketing.wire import ticket_created
 from crmkit.ids import uuid7
 from crmkit.kafka import Delivered, TransientError
+from crmkit.personal_data import MAX_ITEMS
 from crmkit.postgres import PgDatabase
 from crmkit.redirects import ContactRedirects
 
@@ -109,3 +111,16 @@ class TicketingService:
         page = tickets[:limit]
         more = len(tickets) > limit
         return TicketPage(page, encode_cursor(page[-1].created_at, page[-1].id) if more else None)
+
+    async def personal_data(self, workspace_id: str, contact_ids: list[UUID]
+                            ) -> dict[str, list[dict[str, Any]]]:
+        """Everything ticketing holds about a person (the contact and the ids merged into it),
+        for their data export: their tickets, the messages threaded into them, and the keys
+        that thread replies. One more than ``MAX_ITEMS`` of each, so that a cut shows."""
+        async with self.db.pool.acquire() as conn:
+            store = TicketsStore(conn)
+            return {
+                "tickets": await store.tickets_of(workspace_id, contact_ids, MAX_ITEMS + 1),
+                "messages": await store.messages_of(workspace_id, contact_ids, MAX_ITEMS + 1),
+                "thread_keys": await store.thread_keys_of(workspace_id, contact_ids, MAX_ITEMS + 1),
+            }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -21,11 +22,13 @@ from crmkit.testing import (
     bearer,
     contact_merged_event,
     eventually,
+    export_personal_data,
     free_port,
     grpc_auth,
     interaction_event,
     publish,
     running_app,
+    service_token_for,
     token_for,
 )
 from crmkit.topics import TICKETS
@@ -191,3 +194,65 @@ async def test_a_merge_gives_the_losers_tickets_and_later_messages_to_the_surviv
         ("Invoice", 1), ("Lost parcel", 2), ("New question", 1)]
     assert await tickets_of(client, infra, "ws-tm", loser) == []
     assert await counts("ws-tm-other") == (0, 1)
+
+
+async def test_a_persons_data_export_holds_their_tickets_and_messages_and_nothing_else(
+    ticketing: tuple[httpx.AsyncClient, int], infra: InfraSettings
+) -> None:
+    client, grpc_port = ticketing
+    person, merged, stranger = (str(uuid7()) for _ in range(3))
+    order = f"order-{person}@x"
+    await publish(infra, [
+        interaction_event("ws-tx", person, f"{person}-1", T0, subject="Where is my order", message_id=order),
+        interaction_event("ws-tx", person, f"{person}-2", T0 + timedelta(hours=1),
+                          subject="Re: Where is my order", message_id=f"order-2-{person}@x",
+                          in_reply_to=order, references=(order,)),
+        interaction_event("ws-tx", merged, f"{merged}-1", T0, subject="From my old address",
+                          message_id=f"old-{merged}@x"),
+        interaction_event("ws-tx", stranger, f"{stranger}-1", T0, subject="Someone else",
+                          message_id=f"else-{stranger}@x"),
+        interaction_event("ws-tx-other", person, f"{person}-1", T0, subject="Another workspace",
+                          message_id=f"elsewhere-{person}@x"),
+    ])
+
+    async def all_threaded() -> bool:
+        counts = [sum(int(str(t["message_count"])) for t in await tickets_of(client, infra, ws, contact))
+                  for ws, contact in (("ws-tx", person), ("ws-tx", merged), ("ws-tx", stranger),
+                                      ("ws-tx-other", person))]
+        return counts == [2, 1, 1, 1]
+
+    await eventually(all_threaded, what="every message threaded")
+    part = await export_personal_data(grpc_port, service_token_for(infra, "ws-tx"), [person, merged])
+    assert (part.service, part.content_type) == ("ticketing", "application/json")
+    document = json.loads(part.json)
+    assert document["contact_ids"] == [person, merged]
+    assert document["truncated"] == []
+    assert sorted((t["subject"], t["contact_id"], t["message_count"]) for t in document["tickets"]) == [
+        ("From my old address", merged, 1), ("Where is my order", person, 2)]
+    assert sorted(m["interaction_id"] for m in document["messages"]) == sorted(
+        [f"{person}-1", f"{person}-2", f"{merged}-1"])
+    assert {k["key"] for k in document["thread_keys"]} >= {f"msgid:{order}", f"msgid:old-{merged}@x"}
+    assert b"Someone else" not in part.json
+    assert b"Another workspace" not in part.json
+    # The same ids asked in another workspace give that workspace's ticket only.
+    elsewhere = json.loads((await export_personal_data(
+        grpc_port, service_token_for(infra, "ws-tx-other"), [person, merged])).json)
+    assert [t["subject"] for t in elsewhere["tickets"]] == ["Another workspace"]
+
+
+@pytest.mark.parametrize(("who", "code"), [
+    (None, grpc.StatusCode.UNAUTHENTICATED),
+    ("support", grpc.StatusCode.PERMISSION_DENIED),
+    ("admin", grpc.StatusCode.PERMISSION_DENIED),
+])
+async def test_only_a_service_may_export_personal_data(
+    ticketing: tuple[httpx.AsyncClient, int], infra: InfraSettings, who: str | None, code: grpc.StatusCode
+) -> None:
+    _, grpc_port = ticketing
+    token = token_for(infra, "ws-tx", roles=(who,)) if who else None
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await export_personal_data(grpc_port, token, [str(uuid7())])
+    assert error.value.code() == code
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await export_personal_data(grpc_port, service_token_for(infra, "ws-tx"), ["not-a-uuid"])
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

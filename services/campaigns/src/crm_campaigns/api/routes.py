@@ -6,22 +6,17 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from crm_campaigns.service import CampaignsService
 from crmkit.auth import Principal, require
 from crmkit.problems import NotFound
+from crmkit.web import state
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
 
 Reader = Annotated[Principal, Depends(require("campaigns:read"))]
-
-
-def campaigns_service(request: Request) -> CampaignsService:
-    service = request.app.state.service
-    assert isinstance(service, CampaignsService)
-    return service
 
 
 class EngagementOut(BaseModel):
@@ -33,7 +28,7 @@ class EngagementOut(BaseModel):
 @router.get("/contacts/{contact_id}/engagement", response_model=EngagementOut)
 async def contact_engagement(
     contact_id: UUID, caller: Reader,
-    service: Annotated[CampaignsService, Depends(campaigns_service)],
+    service: Annotated[CampaignsService, Depends(state("service", CampaignsService))],
 ) -> EngagementOut:
     found = await service.contact_engagement(caller.workspace_id, str(contact_id))
     if found is None:

@@ -9,7 +9,7 @@ document, so one of them fails with a write conflict and is tried again.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
@@ -95,3 +95,13 @@ async def get_engagement(database: MongoDatabase, workspace_id: str,
     if doc is None:
         return None
     return ContactEngagement(doc["contact_id"], doc["interaction_count"], doc["last_interaction_at"])
+
+
+async def engagement_of(database: MongoDatabase, workspace_id: str, contact_ids: Sequence[str],
+                        limit: int) -> list[dict[str, Any]]:
+    """Every stored field of the contacts' engagement documents (a merged-away id's is its
+    tombstone), for their data export."""
+    cursor = database.db.contact_engagement.find(
+        {"workspace_id": workspace_id, "contact_id": {"$in": list(contact_ids)}}, {"_id": 0},
+    ).sort("contact_id", ASCENDING).limit(limit)
+    return [doc async for doc in cursor]

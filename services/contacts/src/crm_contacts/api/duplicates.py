@@ -20,6 +20,7 @@ from crm_contacts.service.duplicates import MAX_PAGE, DuplicatesService
 from crmkit.auth import Principal, require
 from crmkit.pagination import InvalidCursor
 from crmkit.problems import NotFound, Problem
+from crmkit.web import state
 
 router = APIRouter(prefix="/v1", tags=["duplicates"])
 
@@ -27,13 +28,7 @@ Reader = Annotated[Principal, Depends(require("contacts:read"))]
 Writer = Annotated[Principal, Depends(require("contacts:write"))]
 
 
-def duplicates_service(request: Request) -> DuplicatesService:
-    service = request.app.state.duplicates
-    assert isinstance(service, DuplicatesService)
-    return service
-
-
-Service = Annotated[DuplicatesService, Depends(duplicates_service)]
+Service = Annotated[DuplicatesService, Depends(state("duplicates", DuplicatesService))]
 
 
 class ScanCountsOut(BaseModel):

@@ -27,6 +27,7 @@ from crm_contacts.domain.model import Contact, IdentityKind
 from crm_contacts.service.exports import Export, ExportFilter, ExportsService
 from crm_contacts.service.imports import MAX_PAGE, ImportsService
 from crmkit.problems import Problem
+from crmkit.web import state
 
 router = APIRouter(prefix="/v1", tags=["imports"])
 
@@ -34,20 +35,8 @@ CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application
 _FORMULA = re.compile(r"^[=@\t\r]|^[+-](?![\d .()-]*$)")  # what a spreadsheet would run as a formula
 
 
-def _imports(request: Request) -> ImportsService:
-    service = request.app.state.imports
-    assert isinstance(service, ImportsService)
-    return service
-
-
-def _exports(request: Request) -> ExportsService:
-    service = request.app.state.exports
-    assert isinstance(service, ExportsService)
-    return service
-
-
-Imports = Annotated[ImportsService, Depends(_imports)]
-Exports = Annotated[ExportsService, Depends(_exports)]
+Imports = Annotated[ImportsService, Depends(state("imports", ImportsService))]
+Exports = Annotated[ExportsService, Depends(state("exports", ExportsService))]
 
 
 class ImportIn(BaseModel):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_contacts.api.deps import Privacy, Reader, Writer
@@ -16,18 +18,13 @@ from crm_contacts.store.privacy import ConsentRecord, ErasureStatus
 from crmkit.auth import Principal, require
 from crmkit.etags import etag, expected_version
 from crmkit.problems import NotFound
+from crmkit.web import state
 
 router = APIRouter(prefix="/v1", tags=["merges, consent and GDPR"])
 Eraser = Annotated[Principal, Depends(require("contacts:erase"))]
 
 
-def _merges(request: Request) -> MergesService:
-    service = request.app.state.merges
-    assert isinstance(service, MergesService)
-    return service
-
-
-Merges = Annotated[MergesService, Depends(_merges)]
+Merges = Annotated[MergesService, Depends(state("merges", MergesService))]
 
 
 class MergeIn(BaseModel):
@@ -138,10 +135,22 @@ async def erasure_status(contact_id: UUID, caller: Reader, service: Privacy) -> 
     return ErasureOut.of(contact_id, status)
 
 
-@router.get("/contacts/{contact_id}/personal-data")
-async def personal_data(contact_id: UUID, caller: Eraser, service: Privacy) -> dict[str, Any]:
-    """Everything contacts holds about the person (GDPR art. 15 and 20), as one JSON document."""
-    data = await service.personal_data(caller.workspace_id, contact_id)
-    if data is None:
+@router.get("/contacts/{contact_id}/personal-data", response_class=Response, responses={200: {
+    "description": "A zip archive: manifest.json, contacts.json and <service>.json per service that "
+                   "answered; with format=json, one JSON document with the parts inline",
+    "content": {"application/zip": {}, "application/json": {}},
+}})
+async def personal_data(contact_id: UUID, caller: Eraser, service: Privacy,
+                        as_: Annotated[Literal["zip", "json"], Query(alias="format")] = "zip") -> Response:
+    """Everything the platform holds about the person (GDPR art. 15 and 20), gathered from every
+    service that holds personal data. A service that does not answer is marked unavailable in
+    the manifest; the export still comes back."""
+    export = await service.personal_data(caller.workspace_id, contact_id)
+    if export is None:
         raise NotFound("contact")
-    return data
+    headers = {"Cache-Control": "no-store"}
+    if as_ == "json":
+        return JSONResponse(export.inline(), headers=headers)
+    body = await asyncio.to_thread(export.archive)  # up to tens of MB to compress
+    headers["Content-Disposition"] = f"attachment; filename=personal-data-{contact_id}.zip"
+    return Response(body, media_type="application/zip", headers=headers)

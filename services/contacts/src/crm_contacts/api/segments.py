@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_contacts.domain.segment_model import Segment
@@ -22,6 +22,7 @@ from crmkit.auth import Principal, require
 from crmkit.etags import etag, expected_version
 from crmkit.problems import NotFound as NotFoundProblem
 from crmkit.problems import Problem
+from crmkit.web import state
 
 router = APIRouter(prefix="/v1", tags=["segments"])
 
@@ -30,13 +31,7 @@ Writer = Annotated[Principal, Depends(require("contacts:write"))]
 Cursor = Annotated[str | None, Query(max_length=500)]
 
 
-def segments_service(request: Request) -> SegmentsService:
-    service = request.app.state.segments
-    assert isinstance(service, SegmentsService)
-    return service
-
-
-Service = Annotated[SegmentsService, Depends(segments_service)]
+Service = Annotated[SegmentsService, Depends(state("segments", SegmentsService))]
 
 
 class SegmentIn(BaseModel):

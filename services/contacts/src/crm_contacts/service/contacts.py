@@ -257,9 +257,7 @@ class ContactsService:
         """What follows every contact write: its event, and its segment memberships."""
         if not contact_ids:
             return
-        store = ContactsStore(uow.conn)
-        for contact_id in contact_ids:
-            contact = await self._reload(store, workspace_id, contact_id)
+        for contact in await ContactsStore(uow.conn).get_many(workspace_id, contact_ids):
             uow.add(contact_created(contact) if action == "created" else contact_updated(contact, changed))
         await reevaluate_membership(uow, workspace_id, contact_ids)
 

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from crm_contacts.domain.errors import FieldError, InvalidFields, NotFound
+from crm_contacts.service.personal_data import PersonalDataExport, PersonalDataSources
 from crm_contacts.service.segments import reevaluate_membership
 from crm_contacts.store import audit, merges, privacy
 from crm_contacts.store.contacts import ContactsStore
@@ -33,9 +34,10 @@ class ConsentChange:
 
 
 class PrivacyService:
-    def __init__(self, db: PgDatabase, erasure_services: Sequence[str]) -> None:
+    def __init__(self, db: PgDatabase, erasure_services: Sequence[str], sources: PersonalDataSources) -> None:
         self.db = db
         self.erasure_services = tuple(erasure_services)
+        self.sources = sources
 
     # -- consent -------------------------------------------------------------------------------
 
@@ -138,21 +140,37 @@ class PrivacyService:
 
     # -- export --------------------------------------------------------------------------------
 
-    async def personal_data(self, workspace_id: str, contact_id: UUID) -> dict[str, Any] | None:
-        """Everything contacts holds about a person, as JSON: the record, identities, company
-        links, consents with their history, timeline, merges and the audit trail."""
+    async def personal_data(self, workspace_id: str, contact_id: UUID) -> PersonalDataExport | None:
+        """Everything the platform holds about a person: contacts' own document, and the part
+        of every other service that holds personal data, asked at once for the person's id and
+        every id merged into it. A service that does not answer is marked unavailable; the
+        export still comes back."""
+        document = await self._own_personal_data(workspace_id, contact_id)
+        if document is None:
+            return None
+        contact_id, ids, contacts = document
+        parts = await self.sources.gather(workspace_id, ids)
+        return PersonalDataExport(workspace_id, contact_id, tuple(ids), datetime.now(UTC), contacts,
+                                  tuple(parts))
+
+    async def _own_personal_data(self, workspace_id: str, contact_id: UUID
+                                 ) -> tuple[UUID, list[UUID], dict[str, Any]] | None:
+        """The person (a merged id's survivor), every id that stands for them, and everything
+        contacts holds about them, as JSON: the record, identities, company links, consents with
+        their history, timeline, merges and the audit trail."""
         async with self.db.pool.acquire() as conn:
             store = ContactsStore(conn)
             contact_id = await store.survivor_of(workspace_id, contact_id) or contact_id
             contact = await store.get(workspace_id, contact_id)
             if contact is None or contact.erased:
                 return None
+            ids = [contact_id, *await merges.absorbed(conn, workspace_id, contact_id)]
             current = (await privacy.consents(conn, [contact_id]))[contact_id]
             history = await privacy.consent_history(conn, workspace_id, contact_id)
             timeline = await store.timeline(workspace_id, contact_id, None, 10_000)
             trail = await audit.history(conn, workspace_id, "contact", contact_id, None, 10_000)
             merged = await merges.history(conn, workspace_id, contact_id)
-        return {
+        return contact_id, ids, {
             "contact": contact.snapshot(),
             "created_at": contact.created_at.isoformat(),
             "last_seen_at": contact.last_seen_at.isoformat() if contact.last_seen_at else None,

@@ -9,22 +9,10 @@ from fastapi import Depends, Request
 from crm_ingest.service import IngestService
 from crm_ingest.settings import Settings
 from crmkit.problems import Problem
+from crmkit.web import state
 
-
-def ingest_service(request: Request) -> IngestService:
-    service = request.app.state.service
-    assert isinstance(service, IngestService)
-    return service
-
-
-def ingest_settings(request: Request) -> Settings:
-    settings = request.app.state.settings
-    assert isinstance(settings, Settings)
-    return settings
-
-
-Service = Annotated[IngestService, Depends(ingest_service)]
-IngestSettings = Annotated[Settings, Depends(ingest_settings)]
+Service = Annotated[IngestService, Depends(state("service", IngestService))]
+IngestSettings = Annotated[Settings, Depends(state("settings", Settings))]
 
 
 class PayloadTooLarge(Problem):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
+import bson
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 
 from crm_ingest.domain.interaction import Interaction
@@ -77,3 +78,21 @@ async def get_interaction(database: MongoDatabase, workspace_id: str,
                           interaction_id: str) -> Interaction | None:
     doc = await database.db.interactions.find_one({"_id": interaction_id, "workspace_id": workspace_id})
     return _from_doc(doc) if doc else None
+
+
+async def interactions_of(database: MongoDatabase, workspace_id: str, contact_ids: Sequence[str],
+                          limit: int, max_bytes: int) -> list[dict[str, Any]]:
+    """Every stored field of the contacts' interactions (bodies, media references, delivery
+    statuses), oldest first, for their data export. Reading stops at ``limit`` documents or
+    once they pass ``max_bytes``, so that long bodies are never all held at once."""
+    cursor = database.db.interactions.find(
+        {"workspace_id": workspace_id, "contact_id": {"$in": list(contact_ids)}},
+    ).sort([("occurred_at", ASCENDING), ("_id", ASCENDING)]).limit(limit)
+    found: list[dict[str, Any]] = []
+    size = 0
+    async for doc in cursor:
+        size += len(bson.encode(doc))
+        found.append({"id": doc.pop("_id"), **doc})
+        if size > max_bytes:
+            break
+    return found

@@ -6,22 +6,17 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from crm_pipeline.service import PipelineService
 from crmkit.auth import Principal, require
 from crmkit.problems import NotFound
+from crmkit.web import state
 
 router = APIRouter(prefix="/v1", tags=["pipeline"])
 
 Reader = Annotated[Principal, Depends(require("pipeline:read"))]
-
-
-def pipeline_service(request: Request) -> PipelineService:
-    service = request.app.state.service
-    assert isinstance(service, PipelineService)
-    return service
 
 
 class ActivityOut(BaseModel):
@@ -33,7 +28,7 @@ class ActivityOut(BaseModel):
 @router.get("/contacts/{contact_id}/activity", response_model=ActivityOut)
 async def contact_activity(
     contact_id: UUID, caller: Reader,
-    service: Annotated[PipelineService, Depends(pipeline_service)],
+    service: Annotated[PipelineService, Depends(state("service", PipelineService))],
 ) -> ActivityOut:
     activity = await service.contact_activity(caller.workspace_id, contact_id)
     if activity is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -44,3 +46,13 @@ class ActivityStore:
             workspace_id, contact_id,
         )
         return ContactActivity(**dict(row)) if row else None
+
+    async def of_contacts(self, workspace_id: str, contact_ids: Sequence[UUID], limit: int
+                          ) -> list[dict[str, Any]]:
+        """Every stored column of the contacts' activity rows, for their data export."""
+        rows = await self.conn.fetch(
+            "SELECT * FROM contact_activity WHERE workspace_id = $1 AND contact_id = ANY($2::uuid[])"
+            " ORDER BY contact_id LIMIT $3",
+            workspace_id, list(contact_ids), limit,
+        )
+        return [dict(r) for r in rows]

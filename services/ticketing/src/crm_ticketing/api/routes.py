@@ -6,26 +6,21 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from crm_ticketing.domain.model import Ticket
 from crm_ticketing.service import MAX_PAGE, InvalidCursor, TicketingService
 from crmkit.auth import Principal, require
 from crmkit.problems import NotFound, Problem
+from crmkit.web import state
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
 
 Reader = Annotated[Principal, Depends(require("tickets:read"))]
 
 
-def ticketing_service(request: Request) -> TicketingService:
-    service = request.app.state.service
-    assert isinstance(service, TicketingService)
-    return service
-
-
-Service = Annotated[TicketingService, Depends(ticketing_service)]
+Service = Annotated[TicketingService, Depends(state("service", TicketingService))]
 
 
 class TicketOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -9,6 +10,9 @@ from uuid import UUID
 import asyncpg
 
 from crm_ticketing.domain.model import InboundMessage, Ticket, TicketStatus
+
+# Stored rows as they are, for a person's data export.
+Rows = list[dict[str, Any]]
 
 _COLUMNS = "id, workspace_id, contact_id, channel, subject, status, message_count, created_at"
 
@@ -103,3 +107,33 @@ class TicketsStore:
             *args,
         )
         return [_ticket(r) for r in rows]
+
+    # -- a person's data export: every stored column, oldest first -------------------------------
+
+    async def tickets_of(self, workspace_id: str, contact_ids: Sequence[UUID], limit: int) -> Rows:
+        rows = await self.conn.fetch(
+            "SELECT * FROM tickets WHERE workspace_id = $1 AND contact_id = ANY($2::uuid[])"
+            " ORDER BY created_at, id LIMIT $3",
+            workspace_id, list(contact_ids), limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def messages_of(self, workspace_id: str, contact_ids: Sequence[UUID], limit: int) -> Rows:
+        """The messages threaded into the contacts' tickets."""
+        rows = await self.conn.fetch(
+            "SELECT m.* FROM ticket_messages m JOIN tickets t ON t.id = m.ticket_id"
+            " WHERE t.workspace_id = $1 AND m.workspace_id = $1 AND t.contact_id = ANY($2::uuid[])"
+            " ORDER BY t.created_at, t.id, m.occurred_at, m.interaction_id LIMIT $3",
+            workspace_id, list(contact_ids), limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def thread_keys_of(self, workspace_id: str, contact_ids: Sequence[UUID], limit: int) -> Rows:
+        """The keys (Message-IDs, conversation ids) by which replies find the contacts' tickets."""
+        rows = await self.conn.fetch(
+            "SELECT k.* FROM thread_keys k JOIN tickets t ON t.id = k.ticket_id"
+            " WHERE t.workspace_id = $1 AND k.workspace_id = $1 AND t.contact_id = ANY($2::uuid[])"
+            " ORDER BY t.created_at, t.id, k.key LIMIT $3",
+            workspace_id, list(contact_ids), limit,
+        )
+        return [dict(r) for r in rows]
