@@ -9,6 +9,7 @@ import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from crm.common.v1 import common_pb2
 from crm.contacts.v1 import contacts_pb2, events_pb2
 from crmkit.ids import uuid7
 from crmkit.kafka import Envelope
@@ -145,3 +146,25 @@ async def test_interactions_reach_the_timeline_once_newest_first_page_by_page(co
     assert contact["last_seen_at"].startswith("2026-11-01T04:00")
     bad = await contacts.http.get(f"/v1/contacts/{contact_id}/timeline?cursor=forged", headers=headers)
     assert bad.status_code == 422
+
+
+async def test_an_identity_with_a_verified_email_joins_the_owner_of_that_email(contacts: Contacts) -> None:
+    email = unique_email()
+    [owner] = (await contacts.resolve("ws-a", ("IDENTITY_KIND_EMAIL", email))).resolutions
+
+    async def resolve_visitor(visitor: str, verified: str) -> contacts_pb2.Resolution:
+        request = contacts_pb2.ResolveIdentitiesRequest(identities=[contacts_pb2.IdentityToResolve(
+            identity=common_pb2.Identity(kind="IDENTITY_KIND_CHAT_VISITOR", value=visitor),
+            display_name="Visitor", create_if_missing=True, verified_email=verified)])
+        response = await contacts.stub.ResolveIdentities(request, timeout=5,
+                                                         metadata=contacts.grpc_metadata("ws-a"))
+        return response.resolutions[0]
+
+    linked = await resolve_visitor(f"v-{owner.contact_id}", email.upper())
+    assert (linked.contact_id, linked.created) == (owner.contact_id, False)
+    stranger = await resolve_visitor(f"w-{owner.contact_id}", unique_email())
+    assert stranger.created
+    assert stranger.contact_id != owner.contact_id
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await resolve_visitor("v-x", "not-an-email")
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -9,7 +9,7 @@ import grpc
 
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
 from crm_contacts.domain.errors import InvalidIdentity, NotFound
-from crm_contacts.domain.model import normalise_identity
+from crm_contacts.domain.model import IdentityKind, normalise_identity
 from crm_contacts.service import ContactsService, IdentityRequest
 from crm_contacts.service.privacy import PrivacyService
 from crm_contacts.service.segments import MAX_STREAM_SEGMENTS, SegmentsService
@@ -43,7 +43,16 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
             except InvalidIdentity as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"identities[{index}]: {exc}")
                 raise
-            requests.append(IdentityRequest(identity, item.display_name[:200], item.create_if_missing))
+            verified = None
+            if item.verified_email:
+                try:
+                    verified = normalise_identity(IdentityKind.EMAIL, item.verified_email)
+                except InvalidIdentity as exc:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                        f"identities[{index}].verified_email: {exc}")
+                    raise
+            requests.append(IdentityRequest(identity, item.display_name[:200], item.create_if_missing,
+                                            verified))
         resolutions = await self.service.resolve_identities(caller.workspace_id, requests)
         return contacts_pb2.ResolveIdentitiesResponse(resolutions=[
             contacts_pb2.Resolution(

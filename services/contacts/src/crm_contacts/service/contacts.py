@@ -62,6 +62,7 @@ class IdentityRequest:
     identity: Identity
     display_name: str
     create_if_missing: bool
+    verified_email: Identity | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class ContactsService:
                     continue
                 existing = await store.contact_of(workspace_id, req.identity)
                 if existing is None:
-                    existing = await self._linked_by_rule(store, workspace_id, req.identity)
+                    existing = await self._linked_by_rule(store, workspace_id, req)
                 if existing is not None or not req.create_if_missing:
                     resolved[req.identity] = Resolution(req.identity, existing, False)
                     continue
@@ -126,20 +127,27 @@ class ContactsService:
             await self._after_write(uow, workspace_id, created, "created", [])
         return [resolved[r.identity] for r in requests]
 
-    async def _linked_by_rule(self, store: ContactsStore, workspace_id: str, identity: Identity
+    async def _linked_by_rule(self, store: ContactsStore, workspace_id: str, req: IdentityRequest
                               ) -> UUID | None:
-        """The contact a new identity belongs to by a linking rule: the same number as a phone
-        and as a WhatsApp account is one person. The identity is claimed for that contact."""
-        if identity.kind not in PHONE_KINDS:
-            return None
-        twin = IdentityKind.WHATSAPP if identity.kind is IdentityKind.PHONE else IdentityKind.PHONE
-        owner = await store.contact_of(workspace_id, Identity(twin, identity.value))
-        if owner is None:
-            return None
-        if await store.claim_identity(workspace_id, identity, owner):
-            await store.refresh_search([owner])
-            return owner
-        return await store.contact_of(workspace_id, identity)
+        """The contact a new identity belongs to by a linking rule, with the identity claimed
+        for it: the same number as a phone and as a WhatsApp account is one person, and so is
+        an identity whose channel verified an email address with the owner of that email."""
+        identity = req.identity
+        twins = []
+        if identity.kind in PHONE_KINDS:
+            twin = IdentityKind.WHATSAPP if identity.kind is IdentityKind.PHONE else IdentityKind.PHONE
+            twins.append(Identity(twin, identity.value))
+        if req.verified_email is not None and req.verified_email != identity:
+            twins.append(req.verified_email)
+        for twin_identity in twins:
+            owner = await store.contact_of(workspace_id, twin_identity)
+            if owner is None:
+                continue
+            if await store.claim_identity(workspace_id, identity, owner):
+                await store.refresh_search([owner])
+                return owner
+            return await store.contact_of(workspace_id, identity)
+        return None
 
     # -- the contact record -------------------------------------------------------------------
 
