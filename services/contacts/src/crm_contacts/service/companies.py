@@ -43,11 +43,7 @@ class CompaniesService:
     async def update(self, workspace_id: str, actor: str, company_id: UUID, raw: dict[str, Any],
                      expected_version: int) -> Company:
         async with self.db.unit_of_work() as uow:
-            before = await companies.get(uow.conn, workspace_id, company_id, for_update=True)
-            if before is None:
-                raise NotFound("company")
-            if before.version != expected_version:
-                raise VersionMismatch(before.version)
+            before = await self._locked(uow, workspace_id, company_id, expected_version)
             values = await self._validated(uow, workspace_id, raw, creating=False)
             custom = {k: v for k, v in {**before.custom, **values.pop("custom", {})}.items() if v is not None}
             await companies.update(uow.conn, workspace_id, replace(before, custom=custom, **values))
@@ -63,16 +59,22 @@ class CompaniesService:
 
     async def delete(self, workspace_id: str, actor: str, company_id: UUID, expected_version: int) -> None:
         async with self.db.unit_of_work() as uow:
-            before = await companies.get(uow.conn, workspace_id, company_id, for_update=True)
-            if before is None:
-                raise NotFound("company")
-            if before.version != expected_version:
-                raise VersionMismatch(before.version)
+            before = await self._locked(uow, workspace_id, company_id, expected_version)
             linked = await companies.delete(uow.conn, workspace_id, company_id)
             await ContactsStore(uow.conn).refresh_search(linked)
             await audit.record(uow.conn, workspace_id, "company", company_id, "delete", actor,
                                before.snapshot(), None)
             uow.add(company_changed(events.COMPANY_DELETED, before))
+
+    async def _locked(self, uow: PgUnitOfWork, workspace_id: str, company_id: UUID, expected_version: int
+                      ) -> Company:
+        """The company, locked for this write; NotFound, or VersionMismatch for a stale write."""
+        company = await companies.get(uow.conn, workspace_id, company_id, for_update=True)
+        if company is None:
+            raise NotFound("company")
+        if company.version != expected_version:
+            raise VersionMismatch(company.version)
+        return company
 
     async def get(self, workspace_id: str, company_id: UUID) -> Company | None:
         async with self.db.pool.acquire() as conn:

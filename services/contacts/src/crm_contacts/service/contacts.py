@@ -154,9 +154,7 @@ class ContactsService:
     async def get_contact(self, workspace_id: str, contact_id: UUID) -> Contact | None:
         """A contact; the id of a merged contact answers with its survivor."""
         async with self.db.pool.acquire() as conn:
-            store = ContactsStore(conn)
-            survivor = await store.survivor_of(workspace_id, contact_id)
-            contact = await store.get(workspace_id, survivor or contact_id)
+            contact = await ContactsStore(conn).current(workspace_id, contact_id)
             if contact is None or contact.erased:
                 return None
             definitions = await field_store.definitions(conn, workspace_id, Entity.CONTACT)

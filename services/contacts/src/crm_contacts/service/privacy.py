@@ -58,12 +58,11 @@ class PrivacyService:
                        ) -> tuple[list[ConsentRecord], list[ConsentRecord]] | None:
         """The current state per channel and purpose, and every statement, newest first."""
         async with self.db.pool.acquire() as conn:
-            store = ContactsStore(conn)
-            contact_id = await store.survivor_of(workspace_id, contact_id) or contact_id
-            if await store.get(workspace_id, contact_id) is None:
+            contact = await ContactsStore(conn).current(workspace_id, contact_id)
+            if contact is None:
                 return None
-            current = (await privacy.consents(conn, [contact_id]))[contact_id]
-            return current, await privacy.consent_history(conn, workspace_id, contact_id)
+            current = (await privacy.consents(conn, [contact.id]))[contact.id]
+            return current, await privacy.consent_history(conn, workspace_id, contact.id)
 
     async def record_consent_changes(self, items: Sequence[Delivered[ConsentChange]]) -> int:
         """Consent statements from the event stream (campaign unsubscribes), once each; a
@@ -94,12 +93,10 @@ class PrivacyService:
         return True
 
     async def _live(self, uow: PgUnitOfWork, workspace_id: str, contact_id: UUID) -> UUID:
-        store = ContactsStore(uow.conn)
-        contact_id = await store.survivor_of(workspace_id, contact_id) or contact_id
-        contact = await store.get(workspace_id, contact_id, for_update=True)
+        contact = await ContactsStore(uow.conn).current(workspace_id, contact_id, for_update=True)
         if contact is None or contact.erased:
             raise NotFound("contact")
-        return contact_id
+        return contact.id
 
     # -- erasure -------------------------------------------------------------------------------
 
@@ -160,10 +157,10 @@ class PrivacyService:
         their history, timeline, merges and the audit trail."""
         async with self.db.pool.acquire() as conn:
             store = ContactsStore(conn)
-            contact_id = await store.survivor_of(workspace_id, contact_id) or contact_id
-            contact = await store.get(workspace_id, contact_id)
+            contact = await store.current(workspace_id, contact_id)
             if contact is None or contact.erased:
                 return None
+            contact_id = contact.id
             ids = [contact_id, *await merges.absorbed(conn, workspace_id, contact_id)]
             current = (await privacy.consents(conn, [contact_id]))[contact_id]
             history = await privacy.consent_history(conn, workspace_id, contact_id)

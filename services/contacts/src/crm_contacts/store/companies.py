@@ -60,8 +60,7 @@ async def existing(conn: asyncpg.Connection, workspace_id: str, ids: list[UUID])
 
 async def delete(conn: asyncpg.Connection, workspace_id: str, company_id: UUID) -> list[UUID]:
     """Delete the company; returns the contacts that were linked to it."""
-    linked = [r["contact_id"] for r in await conn.fetch(
-        "SELECT contact_id FROM contact_companies WHERE company_id = $1", company_id)]
+    linked = await linked_contacts(conn, company_id)
     await conn.execute("DELETE FROM companies WHERE workspace_id = $1 AND id = $2", workspace_id, company_id)
     return linked
 

@@ -120,9 +120,19 @@ class ContactsStore:
         return version
 
     async def get(self, workspace_id: str, contact_id: UUID, *, for_update: bool = False) -> Contact | None:
-        """A live contact (not merged away, not erased)."""
+        """A contact not merged away (an erased one says so: ``erased``)."""
+        return await self._one("$2", workspace_id, contact_id, for_update)
+
+    async def current(self, workspace_id: str, contact_id: UUID, *, for_update: bool = False
+                      ) -> Contact | None:
+        """The contact an id stands for now: itself, or the survivor it was merged into."""
+        survivor = "COALESCE((SELECT merged_into FROM contacts WHERE workspace_id = $1 AND id = $2), $2)"
+        return await self._one(survivor, workspace_id, contact_id, for_update)
+
+    async def _one(self, id_sql: str, workspace_id: str, contact_id: UUID, for_update: bool
+                   ) -> Contact | None:
         row = await self.conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM contacts WHERE workspace_id = $1 AND id = $2"  # noqa: S608
+            f"SELECT {_COLUMNS} FROM contacts WHERE workspace_id = $1 AND id = {id_sql}"  # noqa: S608
             f" AND merged_into IS NULL{' FOR UPDATE' if for_update else ''}",
             workspace_id, contact_id,
         )
