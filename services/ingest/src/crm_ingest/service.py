@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -13,11 +13,12 @@ from uuid import UUID
 import grpc
 from opentelemetry import metrics
 
+from crm_ingest.channels import PARSERS, Parsed
 from crm_ingest.contacts_client import ContactsClient, Sender
-from crm_ingest.domain.email import parse_email, sender_of
+from crm_ingest.domain.email import sender_of
 from crm_ingest.domain.interaction import Interaction, inbound_interaction, interaction_id
-from crm_ingest.domain.message import DeliveryStatus, InboundMessage, MalformedMessage
-from crm_ingest.domain.whatsapp import WebhookItem, parse_whatsapp
+from crm_ingest.domain.message import DeliveryStatus, InboundMessage, MalformedMessage, Reaction
+from crm_ingest.domain.whatsapp import WebhookItem
 from crm_ingest.store.interactions import InteractionsStore, get_interaction, interactions_of
 from crm_ingest.wire import interaction_recorded, raw_received
 from crmkit.kafka import Delivered, Event, PermanentError, Producer
@@ -37,9 +38,6 @@ _statuses = _meter.create_counter(
 RAW_CONSUMER = "ingest.raw"
 WHATSAPP_SOURCE = "whatsapp-webhook"
 
-Parsed = InboundMessage | DeliveryStatus
-# The channels the worker takes, each with its parser (which raises MalformedMessage).
-PARSERS: dict[str, Callable[[bytes], Parsed]] = {"email": parse_email, "whatsapp": parse_whatsapp}
 
 
 @dataclass(frozen=True)
@@ -68,12 +66,18 @@ class IngestService:
         # phone_number_id -> workspace id
         self.whatsapp_workspaces = dict(whatsapp_workspaces or {})
 
-    async def accept_email(self, workspace_id: str, raw: bytes, source: str) -> str:
-        """Append the raw message to the internal topic and return once the broker has it:
-        from then on nothing is lost, whatever is down behind it."""
-        event = raw_received(workspace_id, "email", source, "message/rfc822", raw, sender_of(raw))
+    async def accept(self, workspace_id: str, channel: str, source: str, content_type: str,
+                     payload: bytes, sender: str | None) -> str:
+        """Append one raw message to the internal topic and return its raw id once the broker
+        has it: from then on nothing is lost, whatever is down behind it. ``sender`` (the
+        provider's id of the person, when the adapter knows it) keys the record, so that one
+        person's messages keep their order."""
+        event = raw_received(workspace_id, channel, source, content_type, payload, sender)
         await self.producer.publish([event])
         return event.envelope.id
+
+    async def accept_email(self, workspace_id: str, raw: bytes, source: str) -> str:
+        return await self.accept(workspace_id, "email", source, "message/rfc822", raw, sender_of(raw))
 
     async def accept_whatsapp(self, items: Sequence[WebhookItem]) -> WhatsAppAccepted:
         """Append each message and status to the internal topic, in the workspace its business
@@ -108,10 +112,13 @@ class IngestService:
         one record at a time and only the bad one dead-lettered."""
         messages: list[tuple[Delivered[RawMessage], InboundMessage]] = []
         statuses: list[tuple[Delivered[RawMessage], DeliveryStatus]] = []
+        reactions: list[tuple[Delivered[RawMessage], Reaction]] = []
         for record in records:
             parsed = _parse(record.item)
             if isinstance(parsed, DeliveryStatus):
                 statuses.append((record, parsed))
+            elif isinstance(parsed, Reaction):
+                reactions.append((record, parsed))
             else:
                 messages.append((record, parsed))
         contacts = await self._resolve_senders(messages)

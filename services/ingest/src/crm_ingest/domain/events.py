@@ -1,3 +1,6 @@
 RAW_RECEIVED = "crm.ingest.raw.received.v1"
 INTERACTION_RECORDED = "crm.interactions.interaction.recorded.v1"
 SOURCE = "/crm/ingest"
+DELIVERY_UPDATED = "crm.interactions.delivery.updated.v1"
+REACTION_RECORDED = "crm.interactions.reaction.recorded.v1"
+OUTBOUND_REQUESTED = "crm.outbound.message.requested.v1"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from crm_ingest.domain.message import InboundMessage, MediaRef
+from crm_ingest.domain.message import InboundMessage, MediaRef, Order
+from crm_ingest.outbound.base import OutboundRequest, Sent
 from crmkit.ids import derived_id
 
 
@@ -29,6 +30,25 @@ class Interaction:
     received_at: datetime
     conversation_id: str = ""
     media: tuple[MediaRef, ...] = ()
+    kind: str = "message"  # message, auto_reply, bounce, order, refund
+    quoted_text: str = ""
+    has_html: bool = False  # the sanitised HTML is kept beside it (InteractionsStore.html)
+    attachments: tuple[AttachmentRef, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+    order: Order | None = None
+    outbound_id: str = ""  # outbound: the OutboundMessage it delivered
+
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    """An attachment as the interaction describes it; the bytes are stored apart."""
+
+    index: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    stored: bool  # False when it was over the attachment limit
 
 
 def interaction_id(workspace_id: str, channel: str, provider_message_id: str) -> str:
@@ -37,7 +57,8 @@ def interaction_id(workspace_id: str, channel: str, provider_message_id: str) ->
 
 
 def inbound_interaction(
-    workspace_id: str, contact_id: str, message: InboundMessage, received_at: datetime
+    workspace_id: str, contact_id: str, message: InboundMessage, received_at: datetime,
+    max_attachment_bytes: int = 0,
 ) -> Interaction:
     return Interaction(
         id=interaction_id(workspace_id, message.channel, message.message_id),
@@ -59,4 +80,42 @@ def inbound_interaction(
         received_at=received_at,
         conversation_id=message.conversation_id,
         media=message.media,
+        kind=message.kind,
+        quoted_text=message.quoted_text,
+        has_html=bool(message.html),
+        attachments=tuple(
+            AttachmentRef(index, a.filename, a.content_type, len(a.data), a.sha256,
+                          stored=len(a.data) <= max_attachment_bytes)
+            for index, a in enumerate(message.attachments)),
+        metadata=dict(message.metadata),
+        order=message.order,
+    )
+
+
+def outbound_interaction(request: OutboundRequest, sent: Sent) -> Interaction:
+    """The message ingest delivered, as an interaction of the person it went to. Its id is
+    derived from the provider's message id, like an inbound message's, so that the provider's
+    delivery statuses find it (an email's Message-ID is derived from the request id, so the
+    same request sent twice is one interaction)."""
+    return Interaction(
+        id=interaction_id(request.workspace_id, request.channel, sent.provider_message_id),
+        workspace_id=request.workspace_id,
+        contact_id=request.contact_id,
+        channel=request.channel,
+        direction="outbound",
+        sender_kind=request.recipient_kind,
+        sender=sent.sender,
+        sender_name="",
+        recipients=(request.recipient, *request.cc),
+        message_id=sent.provider_message_id,
+        in_reply_to=request.in_reply_to,
+        references=request.references,
+        subject=request.subject,
+        text=request.text,
+        occurred_at=sent.at,
+        received_at=sent.at,
+        conversation_id=request.conversation_id,
+        has_html=bool(request.html),
+        metadata=dict(sent.metadata),
+        outbound_id=request.id,
     )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 MAX_TEXT_CHARS = 100_000
@@ -29,6 +30,43 @@ class MediaRef:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file that came inside a message (an email attachment, a chat upload): the bytes are
+    stored by ingest, up to the attachment limit."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    sku: str
+    name: str
+    quantity: int
+    unit_price_minor: int
+
+
+@dataclass(frozen=True)
+class Order:
+    """A commerce event: an order placed, or a refund (amounts in minor units)."""
+
+    order_id: str
+    total_minor: int
+    currency: str  # ISO 4217
+    items: tuple[OrderItem, ...] = ()
+    status: str = ""
+
+
+# What an inbound message is; only "message" is a person writing.
+KINDS = ("message", "auto_reply", "bounce", "order", "refund")
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """Everything an interaction needs but the contact, which resolving ``sender`` gives."""
 
@@ -45,6 +83,12 @@ class InboundMessage:
     conversation_id: str = ""  # chat channels: one id for the whole conversation
     subject: str = ""
     media: tuple[MediaRef, ...] = ()
+    kind: str = "message"  # one of KINDS
+    html: str = ""  # sanitised for display (email); empty when there is none
+    quoted_text: str = ""  # email: the quoted earlier message under the new text
+    attachments: tuple[Attachment, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)  # small provider facts
+    order: Order | None = None  # kinds "order" and "refund"
 
 
 @dataclass(frozen=True)
@@ -56,6 +100,17 @@ class DeliveryStatus:
     status: str
     at: datetime | None
     error_code: str = ""
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """A person's reaction to a message (an emoji): recorded on that message's interaction,
+    never an interaction of its own. An empty emoji takes a reaction back."""
+
+    channel: str
+    message_id: str  # the provider's id of the message reacted to
+    emoji: str
+    at: datetime | None
 
 
 def clean_text(text: str) -> str:
