@@ -11,7 +11,7 @@ PYTEST := $(PY) -m pytest
 PROTOS := $(shell find proto -name '*.proto')
 STUBS := libs/crmproto/src/crm/.generated
 
-.PHONY: help install dev test test-unit test-int e2e proto lint bench bench-contacts down clean
+.PHONY: help install system-packages dev test test-unit test-int e2e proto lint bench bench-contacts down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,22 +30,25 @@ $(STUBS): $(PROTOS) proto/generate.py .venv/.synced
 
 install: .venv/.synced $(STUBS) ## the Python environment and the generated gRPC stubs
 
+system-packages: ## the Debian packages the tests use as real peers (dovecot, chromium)
+	deploy/local/system-packages.sh
+
 proto: ## regenerate the Python stubs from proto/ (they are never committed)
 	$(PY) proto/generate.py && touch $(STUBS)
 
 dev: install ## run the whole platform locally with demo data (Ctrl-C stops everything)
 	$(PY) deploy/local/devstack.py dev
 
-test: install lint ## lint, then the whole suite against real servers
+test: install lint system-packages ## lint, then the whole suite against real servers
 	$(PYTEST)
 
 test-unit: install ## unit tests only (no servers)
 	$(PYTEST) -m "not integration and not e2e"
 
-test-int: install ## integration tests against the real servers
+test-int: install system-packages ## integration tests against the real servers
 	$(PYTEST) -m integration
 
-e2e: install ## end-to-end tests: the platform started as `make dev` starts it
+e2e: install system-packages ## end-to-end tests: the platform started as `make dev` starts it
 	$(PYTEST) -m e2e
 
 lint: install ## ruff and mypy

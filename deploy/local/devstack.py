@@ -44,6 +44,7 @@ SERVICES: dict[str, tuple[int, int]] = {
     "ingest": (8005, 50055),
 }
 DEV_PORTS = {"kafka": 19092, "mongo": 27117, "postgres": 55432}
+DEV_SMTP_PORT = 2525  # ingest's SMTP listener under `make dev`
 # The WhatsApp business phone number id mapped to the demo workspace (sample-whatsapp.json's).
 DEMO_WHATSAPP_PHONE_NUMBER_ID = "100000000000001"
 
@@ -277,9 +278,24 @@ def service_env(base: dict[str, str], ports: dict[str, tuple[int, int]],
     # A person's data export gathers every service's part over gRPC.
     env["CONTACTS_PERSONAL_DATA_SOURCES"] = json.dumps({
         name: f"127.0.0.1:{ports[name][1]}" for name in ("ticketing", "pipeline", "campaigns", "ingest")})
-    for key, value in whatsapp_env(data_dir).items():
+    for key, value in {**whatsapp_env(data_dir), **channels_env(data_dir)}.items():
         env.setdefault(key, value)  # a real Meta app's settings, exported, win
     return env
+
+
+def channels_env(data_dir: Path | None) -> dict[str, str]:
+    """Email over SMTP and web chat for the demo workspace: mail to any address at
+    demo.example, and the chat widget "demo-widget" (its demo page is
+    /chat/demo?widget=demo-widget on ingest), with a visitor-token secret made once per data
+    folder."""
+    secret = dev_secret(data_dir, "chat-secret") if data_dir is not None else secrets.token_urlsafe(32)
+    return {
+        # Anywhere free; `make dev` listens on 2525 (plus its port offset).
+        "INGEST_SMTP_PORT": str(free_port()),
+        "INGEST_SMTP_INBOUND_ADDRESSES": json.dumps({"@demo.example": "demo"}),
+        "INGEST_CHAT_SECRET": secret,
+        "INGEST_CHAT_WIDGETS": json.dumps({"demo-widget": {"workspace_id": "demo"}}),
+    }
 
 
 def whatsapp_env(data_dir: Path | None) -> dict[str, str]:
@@ -344,13 +360,14 @@ def _dev(args: argparse.Namespace) -> int:
         if args.otlp:
             base.update({"CRM_OTEL_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": args.otlp})
         env = service_env(base, services, data_dir)
+        env["INGEST_SMTP_PORT"] = os.environ.get("INGEST_SMTP_PORT", str(DEV_SMTP_PORT + offset))
         print("starting the services...", flush=True)
         start_services(stack, env, services)
         sys.path.insert(0, str(ROOT / "deploy" / "local"))
         from demo import load_demo
 
         token = load_demo(secret, services)
-        print(_banner(stack, services, token), flush=True)
+        print(_banner(stack, services, token, int(env["INGEST_SMTP_PORT"])), flush=True)
         while True:
             for name in services:
                 if stack.pid_of(name) is None:
@@ -367,7 +384,7 @@ def _dev(args: argparse.Namespace) -> int:
         down(data_dir)
 
 
-def _banner(stack: Stack, services: dict[str, tuple[int, int]], token: str) -> str:
+def _banner(stack: Stack, services: dict[str, tuple[int, int]], token: str, smtp_port: int) -> str:
     folder = "" if stack.dir.resolve() == DEFAULT_DIR else f" --dir {stack.dir}"
     lines = ["", "The CRM platform is running (Ctrl-C stops everything).", ""]
     for name, (http, grpc) in services.items():
@@ -387,6 +404,12 @@ def _banner(stack: Stack, services: dict[str, tuple[int, int]], token: str) -> s
         "    --data-binary @deploy/local/sample-email.eml",
         "Send a WhatsApp message to the demo number, signed as Meta signs it:",
         f"  .venv/bin/python deploy/local/send_whatsapp.py --port {services['ingest'][0]}{folder}",
+        f"Send an email over SMTP (to any address at demo.example, port {smtp_port}):",
+        f"  python3 -c 'import smtplib, sys; smtplib.SMTP(\"127.0.0.1\", {smtp_port}).sendmail(",
+        "    \"ada@example.com\", [\"support@demo.example\"], sys.stdin.buffer.read())'"
+        " < deploy/local/sample-email.eml",
+        "Chat as a website visitor would:",
+        f"  http://127.0.0.1:{services['ingest'][0]}/chat/demo?widget=demo-widget",
         "",
     ]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
 from crmkit.auth import issue_token
 from crmkit.testing import eventually
 
-from .conftest import Platform
+from .conftest import WAIT, Platform
 
 pytestmark = pytest.mark.e2e
 SERVICES = {"ingest", "contacts", "ticketing", "pipeline", "campaigns"}
@@ -52,7 +52,7 @@ async def test_an_inbound_email_reaches_every_service_in_one_trace(platform: Pla
             tickets[:] = (await http.get(f"{platform.url('ticketing')}/v1/tickets")).json()["items"]
             return bool(tickets)
 
-        await eventually(ticket_opened, timeout=30, what="a ticket")
+        await eventually(ticket_opened, timeout=WAIT, what="a ticket")
         [ticket] = tickets
         assert ticket["subject"] == "The compiler ate my homework"
         contact_id = ticket["contact_id"]
@@ -73,9 +73,10 @@ async def test_an_inbound_email_reaches_every_service_in_one_trace(platform: Pla
             response = await http.get(f"{platform.url(service)}/v1/contacts/{contact_id}/{path}")
             return response.status_code == 200 and response.json()["interaction_count"] == 1
 
-        await eventually(on_timeline, timeout=30, what="the timeline entry")
-        await eventually(lambda: counted("pipeline", "activity"), timeout=30, what="pipeline's activity")
-        await eventually(lambda: counted("campaigns", "engagement"), timeout=30, what="campaigns' engagement")
+        await eventually(on_timeline, timeout=WAIT, what="the timeline entry")
+        await eventually(lambda: counted("pipeline", "activity"), timeout=WAIT, what="pipeline's activity")
+        await eventually(lambda: counted("campaigns", "engagement"), timeout=WAIT,
+                         what="campaigns' engagement")
 
     async with grpc.aio.insecure_channel(platform.grpc("contacts")) as channel:
         reply = await contacts_pb2_grpc.ContactsServiceStub(channel).GetContact(
@@ -86,7 +87,7 @@ async def test_an_inbound_email_reaches_every_service_in_one_trace(platform: Pla
     async def traced_everywhere() -> bool:
         return platform.collector.services_in(trace_id) >= SERVICES
 
-    await eventually(traced_everywhere, timeout=30,
+    await eventually(traced_everywhere, timeout=WAIT,
                      what=f"spans of trace {trace_id} from all five services")
 
 
@@ -106,7 +107,7 @@ async def test_another_workspace_sees_none_of_it(platform: Platform) -> None:
             tickets[:] = listed.json()["items"]
             return bool(tickets)
 
-        await eventually(ticket_opened, timeout=30, what="a ticket")
+        await eventually(ticket_opened, timeout=WAIT, what="a ticket")
         contact_id = tickets[0]["contact_id"]
         theirs = {"Authorization": f"Bearer {token(platform, 'someone-else')}"}
         for service, path in [("contacts", f"/v1/contacts/{contact_id}"),

@@ -22,12 +22,9 @@ from crm_ingest.domain.whatsapp import sign
 from crmkit.auth import issue_token
 from crmkit.testing import eventually
 
-from .conftest import WHATSAPP_PHONE_NUMBER_ID, WHATSAPP_WORKSPACE, Platform
+from .conftest import WAIT, WHATSAPP_PHONE_NUMBER_ID, WHATSAPP_WORKSPACE, Platform
 
 pytestmark = pytest.mark.e2e
-# A new platform's consumer groups start at the beginning of the run's shared topics, so the
-# first waits include what earlier tests left there.
-WAIT = 90
 
 
 def email(sender: str, name: str, subject: str) -> bytes:

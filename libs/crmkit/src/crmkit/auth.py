@@ -21,9 +21,12 @@ from crmkit.settings import InfraSettings
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset({"*"}),
+    # interactions:files downloads attachments; interactions:raw (the raw payloads as the
+    # providers sent them) is for admins and explicitly scoped API keys only.
     "sales": frozenset({"contacts:read", "contacts:write", "pipeline:read", "pipeline:write",
-                        "interactions:read"}),
-    "support": frozenset({"contacts:read", "tickets:read", "tickets:write", "interactions:read"}),
+                        "interactions:read", "interactions:files"}),
+    "support": frozenset({"contacts:read", "tickets:read", "tickets:write", "interactions:read",
+                          "interactions:files"}),
     "marketing": frozenset({"contacts:read", "campaigns:read", "campaigns:write"}),
     "analyst": frozenset({"contacts:read", "pipeline:read", "tickets:read", "campaigns:read",
                           "interactions:read"}),

@@ -83,6 +83,7 @@ def interaction_event(
     message_id: str = "",
     in_reply_to: str = "",
     references: tuple[str, ...] = (),
+    kind: str = "message",
 ) -> Event:
     """A ``crm.interactions.v1`` event as ingest publishes it, for consumers' tests."""
     from crm.common.v1 import common_pb2
@@ -91,7 +92,7 @@ def interaction_event(
     item = interaction_pb2.Interaction(
         id=interaction_id, workspace_id=workspace, contact_id=contact_id,
         channel=common_pb2.CHANNEL_EMAIL, direction=interaction_pb2.DIRECTION_INBOUND,
-        subject=subject, text="hello",
+        subject=subject, text="hello", kind=f"INTERACTION_KIND_{kind.upper()}",
         thread=interaction_pb2.ThreadKeys(message_id=message_id, in_reply_to=in_reply_to,
                                           references=list(references)),
     )

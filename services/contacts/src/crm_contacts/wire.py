@@ -123,17 +123,40 @@ def company_changed(type_: str, company: Company) -> Event:
 
 
 
+def money_text(amount_minor: int, currency: str) -> str:
+    """An amount in minor units as a person reads it: 4990 EUR -> "49.90 EUR" (JPY has no
+    minor unit, BHD three; the currencies of ISO 4217 with other than two)."""
+    digits = _MINOR_DIGITS.get(currency.upper(), 2)
+    sign = "-" if amount_minor < 0 else ""
+    whole, part = divmod(abs(amount_minor), 10 ** digits)
+    return f"{sign}{whole}.{part:0{digits}d} {currency}" if digits else f"{sign}{whole} {currency}"
+
+
+_MINOR_DIGITS = {code: 0 for code in ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
+                                      "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF")} | {
+    code: 3 for code in ("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND")}
+
+
 def timeline_entry_of(recorded: ingest_events.InteractionRecorded) -> ContactTimelineEntry:
     """The contact an interaction belongs to, and its line on that contact's timeline."""
     item = recorded.interaction
     channel = common_pb2.Channel.Name(item.channel).removeprefix("CHANNEL_").lower()
     direction = interaction_pb2.Direction.Name(item.direction).removeprefix("DIRECTION_").lower()
+    kind = interaction_pb2.InteractionKind.Name(item.kind).removeprefix("INTERACTION_KIND_").lower()
+    if item.HasField("order"):
+        total = item.order.total
+        summary = summarise(f"{kind.capitalize()} {item.order.order_id}: "
+                            f"{money_text(total.amount_minor, total.currency)}", "")
+    else:
+        summary = summarise(item.subject, item.text)
     entry = TimelineEntry(
         entry_id=f"interaction:{item.id}",
-        kind="interaction",
+        # "interaction" for a message (and events from before interactions had a kind);
+        # "auto_reply", "bounce", "order", "refund" for the rest.
+        kind="interaction" if kind in ("message", "unspecified") else kind,
         channel=channel,
         direction=direction,
-        summary=summarise(item.subject, item.text),
+        summary=summary,
         occurred_at=item.occurred_at.ToDatetime(tzinfo=UTC),
     )
     return ContactTimelineEntry(UUID(item.contact_id), entry)

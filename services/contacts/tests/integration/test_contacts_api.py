@@ -162,9 +162,13 @@ async def test_an_identity_with_a_verified_email_joins_the_owner_of_that_email(c
 
     linked = await resolve_visitor(f"v-{owner.contact_id}", email.upper())
     assert (linked.contact_id, linked.created) == (owner.contact_id, False)
-    stranger = await resolve_visitor(f"w-{owner.contact_id}", unique_email())
+    new_address = unique_email()
+    stranger = await resolve_visitor(f"w-{owner.contact_id}", new_address)
     assert stranger.created
     assert stranger.contact_id != owner.contact_id
+    # The address nobody owned is the new contact's now: their email finds them.
+    [by_email] = (await contacts.resolve("ws-a", ("IDENTITY_KIND_EMAIL", new_address))).resolutions
+    assert (by_email.contact_id, by_email.created) == (stranger.contact_id, False)
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await resolve_visitor("v-x", "not-an-email")
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -17,6 +17,7 @@ class Sender:
     kind: str  # "email", "whatsapp", ...
     value: str
     display_name: str
+    verified_email: str = ""
 
 
 class ContactsClient:
@@ -33,6 +34,7 @@ class ContactsClient:
                 identity=identity(s.kind, s.value),
                 display_name=s.display_name,
                 create_if_missing=True,
+                verified_email=s.verified_email,
             )
             for s in senders
         ])
@@ -40,3 +42,14 @@ class ContactsClient:
             request, timeout=DEFAULT_DEADLINE, metadata=self.credentials.metadata(workspace_id)
         )
         return [r.contact_id for r in response.resolutions]
+
+    async def confirm_erasure(self, workspace_id: str, contact_id: str, service: str) -> None:
+        """Tell contacts this service has erased the person. NOT_FOUND (no erasure of that
+        contact is pending) is no error: the erasure was confirmed before, or never asked."""
+        try:
+            await self.stub.ConfirmErasure(
+                contacts_pb2.ConfirmErasureRequest(contact_id=contact_id, service=service),
+                timeout=DEFAULT_DEADLINE, metadata=self.credentials.metadata(workspace_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise

@@ -6,24 +6,95 @@ from typing import Annotated
 from pydantic import BaseModel, Field, SecretStr, StringConstraints, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from crm_ingest.chat.config import ChatConfig, ChatLimits, ChatWidget
+from crm_ingest.domain.chat import RESERVED_WIDGET_KEYS, WIDGET_KEY
+from crm_ingest.domain.commerce import STORE as COMMERCE_STORE
+from crm_ingest.domain.meta import GRAPH_ID
+from crm_ingest.domain.telegram import BOT as TELEGRAM_BOT
+from crm_ingest.domain.telegram import secret_token_allowed
+from crm_ingest.domain.twilio import E164
 from crm_ingest.domain.whatsapp import PHONE_NUMBER_ID
+from crm_ingest.outbound.email import TlsMode, mailbox
+from crm_ingest.outbound.providers import PageSender, TelegramBot, TwilioSender, WhatsAppSender
 from crmkit.settings import ServiceSettings, strong_secret
 
 
-class WhatsAppAccount(BaseModel):
-    """Where the messages to one business phone number go."""
+class ChannelAccount(BaseModel):
+    """Where the messages to one account of a channel go (a Facebook Page, an Instagram
+    account, a Telegram bot, an SMS number), and how many authentic requests for it one
+    replica takes (more are answered 429 with Retry-After)."""
 
     workspace_id: str = Field(min_length=1, max_length=128)
+    rate_per_second: float = Field(default=20.0, gt=0)
+    burst: int = Field(default=200, ge=1)
+
+
+class CommerceStore(ChannelAccount):
+    """One e-commerce store (a value of INGEST_COMMERCE_STORES): its workspace and the secret
+    it signs its requests with."""
+
+    secret: SecretStr
+    previous_secret: SecretStr | None = None  # accepted too while the store rotates its secret
+
+    @model_validator(mode="after")
+    def _strong_secrets(self) -> CommerceStore:
+        strong_secret(self.secret, "an INGEST_COMMERCE_STORES secret")
+        if self.previous_secret is not None:
+            strong_secret(self.previous_secret, "an INGEST_COMMERCE_STORES previous_secret")
+        return self
+
+    @property
+    def secrets(self) -> tuple[bytes, ...]:
+        given = (self.secret, self.previous_secret)
+        return tuple(s.get_secret_value().encode() for s in given if s is not None)
 
 
 @dataclass(frozen=True)
-class WhatsAppChannel:
-    """The WhatsApp channel's settings, there only when it is configured."""
+class MetaChannel:
+    """A Meta channel's settings (WhatsApp, Messenger, Instagram), there only when it is
+    configured."""
 
     app_secret: bytes
     verify_token: str
-    workspaces: dict[str, str]  # phone_number_id -> workspace id
+    # business phone number id, Page id or Instagram account id -> its workspace
+    accounts: dict[str, ChannelAccount]
     max_bytes: int
+
+
+@dataclass(frozen=True)
+class TelegramChannel:
+    secret_token: bytes
+    bots: dict[str, ChannelAccount]  # the bot's name in the webhook URL -> its workspace
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class SmsChannel:
+    auth_token: bytes
+    public_url: str  # the webhook URL as Twilio calls it, which it signs
+    numbers: dict[str, ChannelAccount]  # our number (E.164) -> its workspace
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class CommerceChannel:
+    stores: dict[str, CommerceStore]  # the store's name in the webhook URL -> its workspace
+    max_bytes: int
+
+
+def _all_or_nothing(channel: str, given: dict[str, bool]) -> None:
+    if any(given.values()) and not all(given.values()):
+        names = ", ".join(f"INGEST_{name}" for name in given)
+        raise ValueError(f"{names} go together: set all of them, or none to leave the {channel} "
+                         "channel off")
+
+
+def _meta_channel(accounts: dict[str, ChannelAccount], app_secret: SecretStr | None,
+                  verify_token: SecretStr | None, max_bytes: int) -> MetaChannel | None:
+    if app_secret is None or verify_token is None:
+        return None
+    return MetaChannel(app_secret.get_secret_value().encode(), verify_token.get_secret_value(),
+                       dict(accounts), max_bytes)
 
 
 class Settings(ServiceSettings):
@@ -37,9 +108,11 @@ class Settings(ServiceSettings):
     # travels on the internal topic, so it must fit a Kafka request (1 MiB by default) with
     # its headers; a raw-message archive (so that only a reference travels) lifts this later.
     max_email_bytes: int = Field(default=768 * 1024, ge=1024)
+    # Attachments larger than this are described on their interaction but not kept.
+    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=0, le=15 * 1024 * 1024)
     # WhatsApp Cloud API webhooks: on when all three are set, off (404) when none is. Meta
     # calls one URL per app, so each business phone number id maps to a workspace.
-    whatsapp_accounts: dict[Annotated[str, StringConstraints(pattern=PHONE_NUMBER_ID)], WhatsAppAccount] = (
+    whatsapp_accounts: dict[Annotated[str, StringConstraints(pattern=PHONE_NUMBER_ID)], ChannelAccount] = (
         Field(default_factory=dict))
     whatsapp_app_secret: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
@@ -61,12 +134,305 @@ class Settings(ServiceSettings):
         return self
 
     @property
-    def whatsapp(self) -> WhatsAppChannel | None:
+    def whatsapp(self) -> MetaChannel | None:
         if self.whatsapp_app_secret is None or self.whatsapp_verify_token is None:
             return None
-        return WhatsAppChannel(
+        return MetaChannel(
             app_secret=self.whatsapp_app_secret.get_secret_value().encode(),
             verify_token=self.whatsapp_verify_token.get_secret_value(),
-            workspaces={number: account.workspace_id for number, account in self.whatsapp_accounts.items()},
+            accounts=dict(self.whatsapp_accounts),
             max_bytes=self.max_whatsapp_bytes,
         )
+
+    # Messenger webhooks (Meta, Facebook Pages): on when all three are set, off (404) when
+    # none is. Meta calls one URL per app, so each Page id maps to a workspace.
+    messenger_pages: dict[Annotated[str, StringConstraints(pattern=GRAPH_ID)], ChannelAccount] = (
+        Field(default_factory=dict))
+    messenger_app_secret: SecretStr | None = None
+    messenger_verify_token: SecretStr | None = None
+    max_messenger_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _messenger_all_or_nothing(self) -> Settings:
+        _all_or_nothing("Messenger", {"MESSENGER_PAGES": bool(self.messenger_pages),
+                                      "MESSENGER_APP_SECRET": self.messenger_app_secret is not None,
+                                      "MESSENGER_VERIFY_TOKEN": self.messenger_verify_token is not None})
+        if self.messenger_app_secret is not None:
+            strong_secret(self.messenger_app_secret, "INGEST_MESSENGER_APP_SECRET")
+        if self.messenger_verify_token is not None:
+            strong_secret(self.messenger_verify_token, "INGEST_MESSENGER_VERIFY_TOKEN", min_length=16)
+        return self
+
+    @property
+    def messenger(self) -> MetaChannel | None:
+        return _meta_channel(self.messenger_pages, self.messenger_app_secret,
+                             self.messenger_verify_token, self.max_messenger_bytes)
+
+    # Instagram messaging webhooks (Meta): on when all three are set, off (404) when none is;
+    # each Instagram professional account id maps to a workspace.
+    instagram_accounts: dict[Annotated[str, StringConstraints(pattern=GRAPH_ID)], ChannelAccount] = (
+        Field(default_factory=dict))
+    instagram_app_secret: SecretStr | None = None
+    instagram_verify_token: SecretStr | None = None
+    max_instagram_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _instagram_all_or_nothing(self) -> Settings:
+        _all_or_nothing("Instagram", {"INSTAGRAM_ACCOUNTS": bool(self.instagram_accounts),
+                                      "INSTAGRAM_APP_SECRET": self.instagram_app_secret is not None,
+                                      "INSTAGRAM_VERIFY_TOKEN": self.instagram_verify_token is not None})
+        if self.instagram_app_secret is not None:
+            strong_secret(self.instagram_app_secret, "INGEST_INSTAGRAM_APP_SECRET")
+        if self.instagram_verify_token is not None:
+            strong_secret(self.instagram_verify_token, "INGEST_INSTAGRAM_VERIFY_TOKEN", min_length=16)
+        return self
+
+    @property
+    def instagram(self) -> MetaChannel | None:
+        return _meta_channel(self.instagram_accounts, self.instagram_app_secret,
+                             self.instagram_verify_token, self.max_instagram_bytes)
+
+    # Telegram Bot API webhooks: on when both are set, off (404) when neither is. Each bot
+    # calls /v1/channels/telegram/<bot>/webhook, which names its workspace, with the secret
+    # token given to setWebhook.
+    telegram_bots: dict[Annotated[str, StringConstraints(pattern=TELEGRAM_BOT)], ChannelAccount] = (
+        Field(default_factory=dict))
+    telegram_secret_token: SecretStr | None = None
+    # Telegram posts one update per request; each is one raw record.
+    max_telegram_bytes: int = Field(default=256 * 1024, ge=1024, le=768 * 1024)
+
+    @model_validator(mode="after")
+    def _telegram_all_or_nothing(self) -> Settings:
+        _all_or_nothing("Telegram", {"TELEGRAM_BOTS": bool(self.telegram_bots),
+                                     "TELEGRAM_SECRET_TOKEN": self.telegram_secret_token is not None})
+        if self.telegram_secret_token is not None:
+            strong_secret(self.telegram_secret_token, "INGEST_TELEGRAM_SECRET_TOKEN")
+            if not secret_token_allowed(self.telegram_secret_token.get_secret_value()):
+                raise ValueError("INGEST_TELEGRAM_SECRET_TOKEN may hold only A-Z, a-z, 0-9, _ and - "
+                                 "(at most 256), as Telegram's setWebhook takes it")
+        return self
+
+    @property
+    def telegram(self) -> TelegramChannel | None:
+        if self.telegram_secret_token is None:
+            return None
+        return TelegramChannel(self.telegram_secret_token.get_secret_value().encode(),
+                               dict(self.telegram_bots), self.max_telegram_bytes)
+
+    # SMS through Twilio: on when all three are set, off (404) when none is. Twilio signs the
+    # URL it calls, so that public URL (not the one behind a proxy) must be given; each number
+    # of the account (E.164) maps to a workspace.
+    sms_numbers: dict[Annotated[str, StringConstraints(pattern=E164)], ChannelAccount] = (
+        Field(default_factory=dict))
+    sms_auth_token: SecretStr | None = None
+    sms_public_url: str | None = Field(default=None, max_length=2048)
+    max_sms_bytes: int = Field(default=64 * 1024, ge=1024, le=768 * 1024)
+
+    @model_validator(mode="after")
+    def _sms_all_or_nothing(self) -> Settings:
+        _all_or_nothing("SMS", {"SMS_NUMBERS": bool(self.sms_numbers),
+                                "SMS_AUTH_TOKEN": self.sms_auth_token is not None,
+                                "SMS_PUBLIC_URL": self.sms_public_url is not None})
+        if self.sms_auth_token is not None:
+            strong_secret(self.sms_auth_token, "INGEST_SMS_AUTH_TOKEN")
+        schemes = ("https://",) if self.infra.environment == "prod" else ("https://", "http://")
+        if self.sms_public_url is not None and not self.sms_public_url.startswith(schemes):
+            raise ValueError("INGEST_SMS_PUBLIC_URL must be the full URL Twilio calls "
+                             f"({' or '.join(schemes)}...)")
+        return self
+
+    @property
+    def sms(self) -> SmsChannel | None:
+        if self.sms_auth_token is None or self.sms_public_url is None:
+            return None
+        return SmsChannel(self.sms_auth_token.get_secret_value().encode(), self.sms_public_url,
+                          dict(self.sms_numbers), self.max_sms_bytes)
+
+    # Commerce webhooks: on when a store is named, off (404) when none is. Each store posts
+    # to /v1/channels/commerce/<store>/webhook, signed with its own secret.
+    commerce_stores: dict[Annotated[str, StringConstraints(pattern=COMMERCE_STORE)], CommerceStore] = (
+        Field(default_factory=dict))
+    # An event is one raw record, so it must fit a Kafka request with its headers.
+    max_commerce_bytes: int = Field(default=768 * 1024, ge=1024, le=768 * 1024)
+
+    @property
+    def commerce(self) -> CommerceChannel | None:
+        if not self.commerce_stores:
+            return None
+        return CommerceChannel(dict(self.commerce_stores), self.max_commerce_bytes)
+
+    # Web chat: on when INGEST_CHAT_WIDGETS names a widget (then INGEST_CHAT_SECRET is
+    # required); each public widget key says which workspace its visitors write into and which
+    # sites may embed it. Rates are per minute, counted by each replica on its own.
+    chat_widgets: dict[Annotated[str, StringConstraints(pattern=WIDGET_KEY)], ChatWidget] = (
+        Field(default_factory=dict))
+    chat_secret: SecretStr | None = None
+    chat_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=300, le=365 * 24 * 3600)
+    chat_max_message_bytes: int = Field(default=4096, ge=256, le=65536)
+    chat_sessions_per_minute: int = Field(default=10, ge=1)  # per client IP
+    chat_messages_per_minute: int = Field(default=30, ge=1)  # per visitor
+    chat_requests_per_minute: int = Field(default=300, ge=1)  # per client IP: sockets and REST calls
+    # How often an open socket or long poll looks for what another replica wrote.
+    chat_poll_seconds: float = Field(default=1.0, ge=0.1, le=10)
+
+    @model_validator(mode="after")
+    def _chat_secret_with_widgets(self) -> Settings:
+        if self.chat_widgets and self.chat_secret is None:
+            raise ValueError("INGEST_CHAT_WIDGETS needs INGEST_CHAT_SECRET (signs visitor tokens)")
+        if self.chat_secret is not None:
+            strong_secret(self.chat_secret, "INGEST_CHAT_SECRET")
+        if RESERVED_WIDGET_KEYS & self.chat_widgets.keys():
+            raise ValueError(f"a chat widget key may not be one of {sorted(RESERVED_WIDGET_KEYS)}")
+        return self
+
+    @property
+    def chat(self) -> ChatConfig:
+        return ChatConfig(
+            widgets=dict(self.chat_widgets),
+            secret=self.chat_secret.get_secret_value() if self.chat_secret else "",
+            token_ttl_seconds=self.chat_token_ttl_seconds,
+            max_message_bytes=self.chat_max_message_bytes,
+            poll_seconds=self.chat_poll_seconds,
+            limits=ChatLimits(self.chat_sessions_per_minute, self.chat_messages_per_minute,
+                              self.chat_requests_per_minute),
+            allow_loopback_origins=self.infra.environment != "prod",
+        )
+
+    # Outbound delivery (crm.outbound.v1). Each channel is on when its settings are given; a
+    # request for a channel that is off, or from a workspace without a sender on it, fails for
+    # good. Transient failures are retried with backoff for at most this long, then fail.
+    outbound_give_up_after_seconds: float = Field(default=6 * 3600, gt=0)
+    # Email, through one SMTP relay. TLS: none, starttls (required), tls (implicit, port 465).
+    smtp_relay_host: str | None = None
+    smtp_relay_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: TlsMode = "starttls"
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # The From of a request that names none: its workspace's, else the default.
+    email_from: dict[str, str] = Field(default_factory=dict)  # workspace -> "Name <addr>"
+    email_from_default: str = ""
+    # The HTTP providers, at their real APIs unless told otherwise; senders per workspace.
+    provider_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    graph_api_url: str = "https://graph.facebook.com"  # WhatsApp, Messenger, Instagram
+    graph_api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
+    whatsapp_send: dict[str, WhatsAppSender] = Field(default_factory=dict)
+    messenger_send: dict[str, PageSender] = Field(default_factory=dict)
+    instagram_send: dict[str, PageSender] = Field(default_factory=dict)
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_send: dict[str, TelegramBot] = Field(default_factory=dict)
+    twilio_api_url: str = "https://api.twilio.com"  # SMS, in Twilio's Messages API format
+    sms_send: dict[str, TwilioSender] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _outbound_checks(self) -> Settings:
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise ValueError("INGEST_SMTP_USERNAME and INGEST_SMTP_PASSWORD go together")
+        senders = [(f"INGEST_EMAIL_FROM ({w})", v) for w, v in self.email_from.items()]
+        if self.email_from_default:
+            senders.append(("INGEST_EMAIL_FROM_DEFAULT", self.email_from_default))
+        for name, value in senders:
+            try:
+                mailbox(value)
+            except ValueError:
+                raise ValueError(f"{name} must be one address, as 'Name <local@domain>'") from None
+        # Tokens travel with every call: plain HTTP only outside production (a local stand-in).
+        schemes = ("https",) if self.infra.environment == "prod" else ("https", "http")
+        for name, url in (("INGEST_GRAPH_API_URL", self.graph_api_url),
+                          ("INGEST_TELEGRAM_API_URL", self.telegram_api_url),
+                          ("INGEST_TWILIO_API_URL", self.twilio_api_url)):
+            if not url.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+                raise ValueError(f"{name} must be an {' or '.join(schemes)} URL")
+        return self
+
+    # Email in: SMTP, IMAP, signed webhook
+    # The SMTP listener is on when INGEST_SMTP_INBOUND_ADDRESSES maps an address
+    # ("support@acme.example") or a whole domain ("@help.acme.example") to a workspace; RCPT
+    # to anything else is a 550. It sits behind the MTA: no AUTH and no TLS of its own.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=1, le=65535)
+    smtp_inbound_addresses: dict[
+        Annotated[str, StringConstraints(to_lower=True, pattern=r"^[^@\s]{0,64}@[^@\s]{1,253}$")],
+        Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(default_factory=dict)
+    smtp_max_bytes: int | None = Field(default=None, ge=1024)  # None: INGEST_MAX_EMAIL_BYTES
+    smtp_rate_per_second: float = Field(default=10.0, gt=0)  # messages per workspace and replica
+    smtp_burst: int = Field(default=100, ge=1)
+    # IMAP mailboxes, one poller each; their sync state is kept in MongoDB (mailbox_state).
+    imap_mailboxes: list[ImapMailbox] = Field(default_factory=list)
+    # Senders of the signed inbound-parse webhook, by the source name in its path.
+    email_sources: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")],
+                        EmailSource] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _email_in_checks(self) -> Settings:
+        if self.smtp_inbound_addresses and self.smtp_port in (self.http_port, self.grpc_port):
+            raise ValueError("INGEST_SMTP_PORT must differ from the HTTP and gRPC ports")
+        keys = [mailbox.key for mailbox in self.imap_mailboxes]
+        if len(set(keys)) != len(keys):
+            raise ValueError("INGEST_IMAP_MAILBOXES names the same mailbox twice")
+        if self.infra.environment == "prod":
+            for mailbox in self.imap_mailboxes:
+                if mailbox.tls == "none" and not mailbox.loopback:
+                    raise ValueError("an INGEST_IMAP_MAILBOXES entry with tls none would send its "
+                                     "password in clear: use tls or starttls")
+        return self
+
+    @property
+    def smtp_limit(self) -> int:
+        return self.smtp_max_bytes or self.max_email_bytes
+
+
+class ImapMailbox(BaseModel):
+    """One mailbox folder polled over IMAP (an element of INGEST_IMAP_MAILBOXES)."""
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int | None = Field(default=None, ge=1, le=65535)  # None: 993 with tls, else 143
+    tls: TlsMode = "tls"  # none: plain text; starttls: upgrade, required; tls: implicit TLS
+    username: str = Field(min_length=1, max_length=320, pattern=r"^[^\x00-\x1f\x7f]+$")
+    password: SecretStr = Field(min_length=1)
+    # Printable ASCII: a folder with other characters is named in IMAP's modified UTF-7.
+    folder: str = Field(default="INBOX", min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$")
+    workspace_id: str = Field(min_length=1, max_length=128)
+    # How long to wait between syncs; with IDLE, the longest wait (servers drop it at 30 min).
+    poll_seconds: float = Field(default=60.0, ge=1, le=1500)
+    idle: bool = True  # wait with IMAP IDLE when the server has it, so new mail comes at once
+    ca_file: str | None = None  # a PEM CA bundle to trust instead of the system's
+    skip_existing: bool = False  # on the first sync, start after the messages already there
+
+    @property
+    def port_number(self) -> int:
+        return self.port or (993 if self.tls == "tls" else 143)
+
+    @property
+    def key(self) -> str:
+        """The mailbox's sync state key: a mailbox mapped to another workspace starts afresh."""
+        return f"{self.workspace_id}:imap://{self.username}@{self.host}:{self.port_number}/{self.folder}"
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+
+class EmailSource(BaseModel):
+    """One sender of the signed inbound-parse webhook (a value of INGEST_EMAIL_SOURCES)."""
+
+    workspace_id: str = Field(min_length=1, max_length=128)
+    secret: SecretStr
+    previous_secret: SecretStr | None = None  # accepted too while the sender rotates its secret
+    rate_per_second: float = Field(default=10.0, gt=0)  # authentic requests, per replica
+    burst: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _strong_secrets(self) -> EmailSource:
+        strong_secret(self.secret, "an INGEST_EMAIL_SOURCES secret")
+        if self.previous_secret is not None:
+            strong_secret(self.previous_secret, "an INGEST_EMAIL_SOURCES previous_secret")
+        return self
+
+    @property
+    def secrets(self) -> tuple[bytes, ...]:
+        given = (self.secret, self.previous_secret)
+        return tuple(s.get_secret_value().encode() for s in given if s is not None)
+
+
+Settings.model_rebuild()

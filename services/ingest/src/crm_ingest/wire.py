@@ -172,6 +172,7 @@ def outbound_requested(request: OutboundRequest) -> Event:
                                           conversation_id=request.conversation_id),
         headers=request.headers, from_address=request.from_address, origin=request.origin,
         reference=request.reference)
-    return make_event(topic=OUTBOUND, type=events.OUTBOUND_REQUESTED, source=request.origin or events.SOURCE,
+    return make_event(topic=OUTBOUND, type=events.OUTBOUND_REQUESTED,
+                      source=f"/crm/{request.origin}" if request.origin else events.SOURCE,
                       workspace=request.workspace_id, subject=request.contact_id or request.id,
                       payload=message)

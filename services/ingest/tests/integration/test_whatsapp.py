@@ -6,6 +6,7 @@ import json
 import random
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -156,7 +157,8 @@ async def test_statuses_update_our_message_and_never_become_interactions(platfor
     ours_id = interaction_id(WORKSPACE, "whatsapp", ours)
     # An outbound message as the (future) outbound adapter stores it.
     await interactions.insert_one({"_id": ours_id, "workspace_id": WORKSPACE, "channel": "whatsapp",
-                                   "direction": "outbound", "message_id": ours})
+                                   "direction": "outbound", "message_id": ours,
+                                   "contact_id": str(uuid4())})
     before = processed(platform)
     response = await platform.whatsapp(delivery(statuses=[
         status(ours, "delivered", person), status(ours, "read", person), status(unknown, "sent", person)]))
@@ -205,3 +207,22 @@ async def test_the_channel_is_not_there_until_it_is_configured(infra: InfraSetti
                          await client.post("/v1/channels/whatsapp/webhook", content=b"{}")):
             assert response.status_code == 404
             assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_reaction_is_recorded_on_the_message_it_reacts_to(platform: Platform) -> None:
+    person, message_id = wa_id(), wamid()
+    await platform.whatsapp(delivery(messages=[text(person, message_id)]))
+    await platform.wait_stored(message_id, "whatsapp")
+    reaction = {"from": person, "id": wamid(), "timestamp": "1763884900", "type": "reaction",
+                "reaction": {"message_id": message_id, "emoji": "\U0001f44d"}}
+    assert (await platform.whatsapp(delivery(messages=[reaction]))).status_code == 200
+
+    async def reacted() -> bool:
+        item = await platform.wait_stored(message_id, "whatsapp")
+        return bool(item["reactions"])
+
+    await eventually(reacted, what="the reaction on the message")
+    item = await platform.wait_stored(message_id, "whatsapp")
+    assert [r["emoji"] for r in item["reactions"]] == ["\U0001f44d"]
+    # The reaction is not an interaction of its own.
+    assert (await platform.interaction(reaction["id"], "whatsapp")).status_code == 404

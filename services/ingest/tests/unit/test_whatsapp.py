@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from crm_ingest.domain.interaction import inbound_interaction, interaction_id
-from crm_ingest.domain.message import DeliveryStatus, InboundMessage, MediaRef
+from crm_ingest.domain.message import DeliveryStatus, InboundMessage, MediaRef, Reaction
 from crm_ingest.domain.whatsapp import (
     MalformedWhatsApp,
     NotWhatsApp,
@@ -189,8 +189,8 @@ def test_the_same_wamid_always_gets_the_same_interaction_id() -> None:
     [({"id": "w", "type": "text", "text": {"body": "x"}}, "not a WhatsApp phone number"),
      ({"from": "+16505551234", "id": "w", "type": "text", "text": {"body": "x"}}, "not a WhatsApp phone"),
      ({"from": "16505551234", "type": "text", "text": {"body": "x"}}, "without an id"),
-     ({"from": "16505551234", "id": "w", "type": "reaction",
-       "reaction": {"message_id": "wamid.x", "emoji": "+1"}}, "unsupported WhatsApp message type 'reaction'"),
+     ({"from": "16505551234", "id": "w", "type": "reaction", "reaction": {"emoji": "+1"}},
+      "a reaction without the message_id it reacts to"),
      ({"from": "16505551234", "id": "w", "type": ["text"]}, "unsupported WhatsApp message type untyped"),
      ({"from": "16505551234", "id": "w", "type": "text"}, "without its text object"),
      ({"from": "16505551234", "id": "w", "type": "image", "image": {"caption": "x"}},
@@ -237,7 +237,7 @@ def test_the_channel_is_off_until_configured_and_maps_numbers_to_workspaces() ->
     assert settings().whatsapp is None
     channel = settings(**CONFIGURED).whatsapp
     assert channel is not None
-    assert channel.workspaces == {PHONE_ID: "acme"}
+    assert {number: a.workspace_id for number, a in channel.accounts.items()} == {PHONE_ID: "acme"}
     assert channel.app_secret == SECRET
     assert "a-verify-token" not in repr(settings(**CONFIGURED))
 
@@ -253,3 +253,11 @@ def test_the_channel_is_off_until_configured_and_maps_numbers_to_workspaces() ->
 def test_a_half_or_weak_configuration_stops_the_service_at_start(change: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         settings(**{**CONFIGURED, **change})
+
+
+def test_a_reaction_is_news_about_an_earlier_message_not_a_message() -> None:
+    reaction = {"from": "16505551234", "id": "wamid.r", "timestamp": "1763884900", "type": "reaction",
+                "reaction": {"message_id": "wamid.earlier", "emoji": "\U0001f44d"}}
+    [item] = split_webhook(delivery(value([reaction]))).items
+    assert parse_whatsapp(item.payload) == Reaction(
+        "whatsapp", "wamid.earlier", "\U0001f44d", datetime.fromtimestamp(1763884900, UTC))

@@ -2,7 +2,7 @@
 
 from crmkit.kafka.consumer import BatchHandler, ConsumerRunner, Handler, record_span
 from crmkit.kafka.envelope import Envelope, EnvelopeError, Event, make_event, partition_key
-from crmkit.kafka.handlers import Delivered, Handlers, consume
+from crmkit.kafka.handlers import Delivered, Handlers, combine, consume
 from crmkit.kafka.producer import Producer
 from crmkit.kafka.retry import (
     DeadLetter,
@@ -28,6 +28,7 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "TransientError",
+    "combine",
     "consume",
     "is_transient",
     "make_event",

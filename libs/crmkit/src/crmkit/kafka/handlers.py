@@ -31,6 +31,8 @@ class Handlers:
 
     one: Handler
     batch: BatchHandler
+    # The event types these handlers act on (every other type is skipped).
+    event_types: frozenset[str] = frozenset()
 
 
 def consume(
@@ -70,4 +72,33 @@ def consume(
         if items:
             await apply(items)
 
-    return Handlers(one, batch)
+    return Handlers(one, batch, frozenset({event_type}))
+
+
+def combine(*handlers: Handlers) -> Handlers:
+    """Handlers for one topic that carries several event types, each with its own handlers.
+    A batch is cut into runs of consecutive events of one type, handled in the topic's order."""
+    by_type = {event_type: h for h in handlers for event_type in h.event_types}
+
+    async def one(envelope: Envelope) -> None:
+        found = by_type.get(envelope.type)
+        if found is not None:
+            await found.one(envelope)
+
+    async def batch(envelopes: Sequence[Envelope]) -> None:
+        run: list[Envelope] = []
+        current: Handlers | None = None
+        for envelope in envelopes:
+            found = by_type.get(envelope.type)
+            if found is None:
+                continue
+            if found is not current and run:
+                assert current is not None
+                await current.batch(run)
+                run = []
+            current = found
+            run.append(envelope)
+        if run and current is not None:
+            await current.batch(run)
+
+    return Handlers(one, batch, frozenset(by_type))

@@ -99,8 +99,9 @@ class ContactsService:
     ) -> list[Resolution]:
         """Resolve each identity to its contact, creating contacts for unknown identities when
         asked. An unknown WhatsApp number joins the contact that has it as a phone (and the other
-        way round). Identities are claimed in one fixed order, so concurrent batches cannot
-        deadlock, and a lost race answers with the winner's contact."""
+        way round); an unknown identity with a verified email joins the owner of that email, or
+        makes a new contact that owns both. Identities are claimed in one fixed order, so
+        concurrent batches cannot deadlock, and a lost race answers with the winner's contact."""
         resolved: dict[Identity, Resolution] = {}
         created: list[UUID] = []
         async with self.db.unit_of_work() as uow:
@@ -118,6 +119,10 @@ class ContactsService:
                 contact_id = uuid7()
                 if await store.claim_identity(workspace_id, req.identity, contact_id):
                     await store.insert_contact(workspace_id, contact_id, req.display_name)
+                    if req.verified_email is not None and req.verified_email != req.identity:
+                        # The channel vouches for the address, which no contact owns yet: it is
+                        # this new person's (unless a concurrent resolver took it first).
+                        await store.claim_identity(workspace_id, req.verified_email, contact_id)
                     resolved[req.identity] = Resolution(req.identity, contact_id, True)
                     created.append(contact_id)
                 else:  # another resolver claimed it first, and has committed

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
+from crm_ingest.channel_routing import WebhookIntake
 from crm_ingest.service import IngestService
 from crm_ingest.settings import Settings
 from crmkit.problems import Problem
 from crmkit.web import state
 
 Service = Annotated[IngestService, Depends(state("service", IngestService))]
+Webhooks = Annotated[WebhookIntake, Depends(state("webhooks", WebhookIntake))]
 IngestSettings = Annotated[Settings, Depends(state("settings", Settings))]
+
+
+T = TypeVar("T")
+
+
+def configured(name: str, channel_of: Callable[[Settings], T | None]) -> Callable[[Settings], T]:
+    """A dependency giving a channel's settings, or 404 while the channel is not configured."""
+    def dependency(settings: IngestSettings) -> T:
+        found = channel_of(settings)
+        if found is None:
+            raise Problem(404, "not-found", "Not found", f"the {name} channel is not configured")
+        return found
+
+    return dependency
 
 
 class PayloadTooLarge(Problem):

@@ -16,7 +16,8 @@ def raw_message(envelope: Envelope, raw: raw_pb2.RawInbound) -> RawMessage:
     if raw.channel not in common_pb2.Channel.values():
         raise PermanentError(f"unknown channel {raw.channel}")
     received_at = raw.received_at.ToDatetime(tzinfo=UTC) if raw.HasField("received_at") else envelope.time
-    return RawMessage(channel_of(raw.channel), raw.payload, received_at, envelope.trace)
+    return RawMessage(channel_of(raw.channel), raw.payload, received_at, envelope.trace,
+                      source=raw.source, content_type=raw.content_type)
 
 
 def raw_handlers(service: IngestService) -> Handlers:

@@ -1,17 +1,28 @@
-"""Parsing an inbound email (RFC 5322) into what an interaction needs. Pure; never raises
-anything but MalformedEmail, whatever the bytes."""
+"""Parsing an inbound email (RFC 5322) into what an interaction needs: the sender and
+recipients, threading headers, the new text and the quoted one, sanitised HTML, the files and
+what kind of mail it is. Pure; never raises anything but MalformedEmail, whatever the bytes."""
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.parser import BytesHeaderParser, BytesParser
-from email.utils import parseaddr, parsedate_to_datetime
-from html.parser import HTMLParser
+from email.utils import parseaddr
 
+from crm_ingest.domain.email_headers import (
+    MAX_MIME_PARTS,
+    POLICY,
+    addresses,
+    date,
+    header,
+    msg_id,
+    too_many_parts,
+)
+from crm_ingest.domain.email_html import html_text_and_quote, html_to_text, sanitise_html
+from crm_ingest.domain.email_parts import attachments
+from crm_ingest.domain.email_quotes import split_quote
+from crm_ingest.domain.email_reports import classify
 from crm_ingest.domain.message import (
     MAX_ID_CHARS,
     MAX_NAME_CHARS,
@@ -21,8 +32,13 @@ from crm_ingest.domain.message import (
     clean_text,
 )
 
+__all__ = ["MalformedEmail", "html_to_text", "parse_email", "sender_of"]
+
 MAX_RECIPIENTS = 100
 MAX_REFERENCES = 50
+# Subjects of forwarded messages (English, German, French, Spanish, Portuguese): what they
+# carry is what the person sends, not a quote, so their text is not split.
+_FORWARDS = ("fwd:", "fw:", "wg:", "tr:", "rv:", "enc:")
 
 
 class MalformedEmail(MalformedMessage):
@@ -32,8 +48,10 @@ class MalformedEmail(MalformedMessage):
 def parse_email(raw: bytes) -> InboundMessage:
     if not raw.strip():
         raise MalformedEmail("empty message")
+    if too_many_parts(raw):
+        raise MalformedEmail(f"more than {MAX_MIME_PARTS} MIME parts")
     try:
-        message = BytesParser(policy=policy.default).parsebytes(raw)
+        message = BytesParser(policy=POLICY).parsebytes(raw)
         assert isinstance(message, EmailMessage)
         return _parse(message, raw)
     except MalformedEmail:
@@ -43,7 +61,7 @@ def parse_email(raw: bytes) -> InboundMessage:
 
 
 def _parse(message: EmailMessage, raw: bytes) -> InboundMessage:
-    senders = _addresses(message, "from")
+    senders = addresses(message, "from")
     if not senders:
         raise MalformedEmail("no sender address in From")
     sender = senders[0]
@@ -51,88 +69,76 @@ def _parse(message: EmailMessage, raw: bytes) -> InboundMessage:
     if "@" not in sender_address or len(sender_address) > 320:
         raise MalformedEmail("the From address is not an email address")
     recipients = tuple(dict.fromkeys(
-        clean_text(a.addr_spec).lower() for name in ("to", "cc") for a in _addresses(message, name)
+        clean_text(a.addr_spec).lower() for name in ("to", "cc") for a in addresses(message, name)
     ))[:MAX_RECIPIENTS]
-    message_id = _msg_id(message.get("message-id", ""))
+    message_id = msg_id(header(message, "message-id"))
     if not message_id:
         # No Message-ID: the content itself identifies the message, so a replay still matches.
         message_id = "sha256:" + hashlib.sha256(raw).hexdigest()
-    references = tuple(r for r in (_msg_id(p) for p in str(message.get("references", "")).split()) if r)
+    references = tuple(r for r in (msg_id(p) for p in header(message, "references").split()) if r)
+    subject = header(message, "subject")[:MAX_ID_CHARS]
+    body = _Body(message, forwarded=subject.lower().startswith(_FORWARDS))
+    files, dropped = attachments(message, (body.plain_part, body.html_part))
+    kind, metadata = classify(message, sender_address, subject, body.whole)
+    if dropped:
+        metadata.add("attachments_dropped", str(dropped))
+    metadata.add("html_omitted", body.html_omitted)
     return InboundMessage(
         channel="email",
         message_id=message_id,
         sender_kind="email",
         sender=sender_address,
         sender_name=clean_text(sender.display_name or "")[:MAX_NAME_CHARS],
-        text=clean_text(_text_body(message))[:MAX_TEXT_CHARS],
-        sent_at=_date(message.get("date")),
+        text=body.text,
+        sent_at=date(header(message, "date")),
         recipients=recipients,
-        in_reply_to=_msg_id(message.get("in-reply-to", "")),
+        in_reply_to=msg_id(header(message, "in-reply-to")),
         references=references[-MAX_REFERENCES:],
-        subject=clean_text(str(message.get("subject", "")))[:MAX_ID_CHARS],
+        subject=subject,
+        kind=kind,
+        html=body.html,
+        quoted_text=body.quoted,
+        attachments=files,
+        metadata=dict(metadata),
     )
 
 
-def _addresses(message: EmailMessage, header: str) -> list[Address]:
-    value = message.get(header)
-    if value is None:
-        return []
-    addresses = getattr(value, "addresses", ())
-    return [a for a in addresses if isinstance(a, Address) and a.addr_spec]
+class _Body:
+    """The bodies of a message: the plain text part (or else the visible text of the HTML one)
+    split into new and quoted text (unless forwarded), and the HTML part sanitised."""
+
+    def __init__(self, message: EmailMessage, *, forwarded: bool) -> None:
+        self.plain_part = message.get_body(preferencelist=("plain",))
+        self.html_part = message.get_body(preferencelist=("html",))
+        html = _content(self.html_part) if self.html_part is not None else ""
+        self.html, self.html_omitted = sanitise_html(html) if html else ("", "")
+        if self.plain_part is not None:
+            whole = clean_text(_content(self.plain_part)[:2 * MAX_TEXT_CHARS])
+            new, quoted = split_quote(whole)
+        elif html:
+            # The sanitised HTML has the same visible text and quote marks, in simpler markup.
+            new, marked = html_text_and_quote(self.html or html)
+            new, quoted = split_quote(clean_text(new))
+            quoted = "\n".join(q for q in (quoted, clean_text(marked)) if q)
+            whole = "\n".join(t for t in (new, quoted) if t)
+            if not new.strip():  # nothing but a quote: that is the message
+                new, quoted = whole, ""
+        else:
+            whole = new = quoted = ""
+        if forwarded:
+            new, quoted = whole, ""
+        self.whole = whole
+        self.text = new[:MAX_TEXT_CHARS]
+        self.quoted = quoted[:MAX_TEXT_CHARS]
 
 
-def _msg_id(value: object) -> str:
-    text = clean_text(str(value)).strip()
-    text = text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
-    return text[:MAX_ID_CHARS]
-
-
-def _text_body(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain", "html"))
-    if part is None:
-        return ""
+def _content(part: MIMEPart) -> str:
     try:
         content = part.get_content()
-    except (LookupError, ValueError):
+    except Exception:  # an unknown charset, say: the bytes as UTF-8, as far as they go
         payload = part.get_payload(decode=True)
         content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    if not isinstance(content, str):
-        return ""
-    return html_to_text(content) if part.get_content_subtype() == "html" else content
-
-
-class _TextOnly(HTMLParser):
-    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "blockquote"})
-    _HIDDEN = frozenset({"script", "style", "head", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._HIDDEN:
-            self.hidden += 1
-        elif tag in self._BREAKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._HIDDEN and self.hidden:
-            self.hidden -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """The visible text of an HTML body: no markup, scripts or styles. (Sanitised HTML for
-    display is kept separately by the channel adapters' issue; this is the plain text.)"""
-    parser = _TextOnly()
-    parser.feed(html)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
-    return "\n".join(line for line in lines if line)
+    return content if isinstance(content, str) else ""
 
 
 def sender_of(raw: bytes) -> str | None:
@@ -145,13 +151,3 @@ def sender_of(raw: bytes) -> str | None:
     except Exception:  # whatever the bytes: the worker decides what is malformed
         return None
     return address if "@" in address else None
-
-
-def _date(value: object) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = parsedate_to_datetime(str(value))
-    except (TypeError, ValueError, IndexError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

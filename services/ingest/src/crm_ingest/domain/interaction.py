@@ -116,6 +116,14 @@ def outbound_interaction(request: OutboundRequest, sent: Sent) -> Interaction:
         received_at=sent.at,
         conversation_id=request.conversation_id,
         has_html=bool(request.html),
-        metadata=dict(sent.metadata),
+        # Who asked, so that the provider's later statuses can be reported back to them.
+        metadata={**sent.metadata,
+                  **{k: v for k, v in (("origin", request.origin), ("reference", request.reference)) if v}},
         outbound_id=request.id,
     )
+
+
+@dataclass(frozen=True)
+class ContactMerge:
+    loser_id: str
+    survivor_id: str

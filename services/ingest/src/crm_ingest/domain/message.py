@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,6 +90,9 @@ class InboundMessage:
     attachments: tuple[Attachment, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)  # small provider facts
     order: Order | None = None  # kinds "order" and "refund"
+    # An email address the channel has verified as the sender's (a chat visitor identified by
+    # the website): an unknown sender then joins the contact that owns that address.
+    verified_email: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,3 +126,22 @@ def clean_text(text: str) -> str:
     except UnicodeEncodeError:
         text = _SURROGATE.sub("\ufffd", text)
     return text.replace("\x00", "")
+
+
+# --- reading a provider's JSON: every channel's parser takes values the same way ------------
+
+def json_text(value: object) -> str:
+    """A JSON value that should be a short string (an id, a name), cleaned and trimmed; ""
+    for anything else."""
+    return clean_text(value).strip() if isinstance(value, str) else ""
+
+
+def json_long_text(value: object) -> str:
+    """A JSON value that should be a message's text, cleaned and cut to MAX_TEXT_CHARS."""
+    return clean_text(value)[:MAX_TEXT_CHARS] if isinstance(value, str) else ""
+
+
+def compact_json(value: object) -> bytes:
+    """One item of a provider's delivery as a raw record's payload. ASCII escapes keep any
+    lone surrogate of the input encodable; the worker cleans it."""
+    return json.dumps(value, separators=(",", ":")).encode()

@@ -4,8 +4,6 @@ NotWhatsApp (the endpoint's 422) or MalformedWhatsApp (the worker's dead letter)
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -15,13 +13,18 @@ from typing import Any, Literal
 from crm_ingest.domain.message import (
     MAX_ID_CHARS,
     MAX_NAME_CHARS,
-    MAX_TEXT_CHARS,
     DeliveryStatus,
     InboundMessage,
     MalformedMessage,
     MediaRef,
+    Reaction,
     clean_text,
+    compact_json,
+    json_long_text,
+    json_text,
 )
+from crm_ingest.domain.meta import sign as sign  # every Meta webhook's signature
+from crm_ingest.domain.meta import signature_valid as signature_valid
 
 CHANNEL = "whatsapp"
 # A business phone number's id in Meta's Graph API: digits.
@@ -42,19 +45,6 @@ class NotWhatsApp(ValueError):
 
 class MalformedWhatsApp(MalformedMessage):
     """The record cannot become an interaction or a status: it is dead-lettered with this reason."""
-
-
-def signature_valid(app_secret: bytes, body: bytes, header: str | None) -> bool:
-    """Whether ``X-Hub-Signature-256`` is "sha256=" and the hex HMAC-SHA256 of the raw body
-    keyed with the app secret, compared in constant time."""
-    if not header:
-        return False
-    return hmac.compare_digest(sign(app_secret, body).encode(), header.strip().lower().encode())
-
-
-def sign(app_secret: bytes, body: bytes) -> str:
-    """The ``X-Hub-Signature-256`` value Meta sends with ``body``."""
-    return "sha256=" + hmac.new(app_secret, body, hashlib.sha256).hexdigest()
 
 
 # --- the endpoint: one delivery -> one raw record per message or status ---------------------
@@ -104,14 +94,14 @@ def split_webhook(body: bytes) -> WebhookDelivery:
             if not messages and not statuses:
                 ignored += 1
             for message in messages:
-                sender = _text(message.get("from"))[:64]
+                sender = json_text(message.get("from"))[:64]
                 own = [c for c in contacts if c.get("wa_id") == sender]
                 items.append(WebhookItem("message", phone_number_id, sender,
-                                         _dump({**common, "contacts": own, "messages": [message]})))
+                                         compact_json({**common, "contacts": own, "messages": [message]})))
             for status in statuses:
-                recipient = _text(status.get("recipient_id"))[:64]
+                recipient = json_text(status.get("recipient_id"))[:64]
                 items.append(WebhookItem("status", phone_number_id, recipient,
-                                         _dump({**common, "statuses": [status]})))
+                                         compact_json({**common, "statuses": [status]})))
     return WebhookDelivery(tuple(items), ignored)
 
 
@@ -124,14 +114,10 @@ def _objects(parent: Object, key: str) -> list[Object]:
     return found
 
 
-def _dump(value: Object) -> bytes:
-    # ASCII escapes keep any lone surrogate of the input encodable; the worker cleans it.
-    return json.dumps(value, separators=(",", ":")).encode()
-
 
 # --- the worker: one raw record -> an inbound message or a delivery status -----------------
 
-def parse_whatsapp(raw: bytes) -> InboundMessage | DeliveryStatus:
+def parse_whatsapp(raw: bytes) -> InboundMessage | DeliveryStatus | Reaction:
     """One record as split_webhook made it: a change value holding one message or one status."""
     try:
         value = json.loads(raw)
@@ -142,6 +128,8 @@ def parse_whatsapp(raw: bytes) -> InboundMessage | DeliveryStatus:
     metadata = value.get("metadata")
     messages, statuses = value.get("messages"), value.get("statuses")
     if isinstance(messages, list) and len(messages) == 1 and isinstance(messages[0], dict):
+        if messages[0].get("type") == "reaction":
+            return _reaction(messages[0])
         return _message(messages[0], metadata if isinstance(metadata, dict) else {},
                         value.get("contacts"))
     if isinstance(statuses, list) and len(statuses) == 1 and isinstance(statuses[0], dict):
@@ -156,8 +144,8 @@ def _message(message: Object, metadata: Object, contacts: object) -> InboundMess
         raise MalformedWhatsApp('the sender ("from") is not a WhatsApp phone number')
     text, media = _content(message)
     context = message.get("context")
-    phone_number_id = _text(metadata.get("phone_number_id"))
-    business = re.sub(r"\D", "", _text(metadata.get("display_phone_number")))
+    phone_number_id = json_text(metadata.get("phone_number_id"))
+    business = re.sub(r"\D", "", json_text(metadata.get("display_phone_number")))
     return InboundMessage(
         channel=CHANNEL,
         message_id=message_id,
@@ -167,7 +155,7 @@ def _message(message: Object, metadata: Object, contacts: object) -> InboundMess
         text=text,
         sent_at=_timestamp(message.get("timestamp")),
         recipients=(f"+{business}",) if _WA_ID.match(business) else (),
-        in_reply_to=_text(context.get("id"))[:MAX_ID_CHARS] if isinstance(context, dict) else "",
+        in_reply_to=json_text(context.get("id"))[:MAX_ID_CHARS] if isinstance(context, dict) else "",
         # One conversation per business number and person: chat threads by it.
         conversation_id=f"{phone_number_id}:{wa_id}" if phone_number_id else "",
         media=media,
@@ -182,18 +170,31 @@ def _content(message: Object) -> tuple[str, tuple[MediaRef, ...]]:
     if not isinstance(body, dict):
         raise MalformedWhatsApp(f"a {kind} message without its {kind} object")
     if kind == "text":
-        return _long_text(body.get("body")), ()
+        return json_long_text(body.get("body")), ()
     if kind == "button":  # a quick-reply button of a template message
-        return _long_text(body.get("text")), ()
+        return json_long_text(body.get("text")), ()
     if kind == "interactive":  # a reply button or a list row of an interactive message
         reply = body.get(body.get("type")) if isinstance(body.get("type"), str) else None
-        return (_long_text(reply.get("title")) if isinstance(reply, dict) else ""), ()
+        return (json_long_text(reply.get("title")) if isinstance(reply, dict) else ""), ()
     media_id = _required_id(body, f"{kind} media")
-    caption = _long_text(body.get("caption"))
+    caption = json_long_text(body.get("caption"))
     return caption, (MediaRef(
-        kind=kind, provider_id=media_id, mime_type=_text(body.get("mime_type"))[:255],
-        caption=caption, filename=_text(body.get("filename"))[:255], sha256=_text(body.get("sha256"))[:128],
+        kind=kind, provider_id=media_id, mime_type=json_text(body.get("mime_type"))[:255],
+        caption=caption, filename=json_text(body.get("filename"))[:255],
+        sha256=json_text(body.get("sha256"))[:128],
     ),)
+
+
+def _reaction(message: Object) -> Reaction:
+    """An emoji on an earlier message (ours or theirs); an empty emoji takes it back."""
+    body = message.get("reaction")
+    if not isinstance(body, dict):
+        raise MalformedWhatsApp("a reaction message without its reaction object")
+    target = json_text(body.get("message_id"))
+    if not target:
+        raise MalformedWhatsApp("a reaction without the message_id it reacts to")
+    return Reaction(CHANNEL, target[:MAX_ID_CHARS], json_text(body.get("emoji"))[:32],
+                    _timestamp(message.get("timestamp")))
 
 
 def _status(status: Object) -> DeliveryStatus:
@@ -209,7 +210,7 @@ def _status(status: Object) -> DeliveryStatus:
 
 
 def _required_id(item: Object, what: str) -> str:
-    found = _text(item.get("id"))
+    found = json_text(item.get("id"))
     if not found:
         raise MalformedWhatsApp(f"{what} without an id")
     return found[:MAX_ID_CHARS]
@@ -219,7 +220,7 @@ def _profile_name(contacts: object, wa_id: str) -> str:
     for contact in contacts if isinstance(contacts, list) else ():
         if isinstance(contact, dict) and contact.get("wa_id") == wa_id:
             profile = contact.get("profile")
-            return _text(profile.get("name"))[:MAX_NAME_CHARS] if isinstance(profile, dict) else ""
+            return json_text(profile.get("name"))[:MAX_NAME_CHARS] if isinstance(profile, dict) else ""
     return ""
 
 
@@ -233,12 +234,6 @@ def _timestamp(value: object) -> datetime | None:
         return None
 
 
-def _text(value: object) -> str:
-    return clean_text(value).strip() if isinstance(value, str) else ""
-
-
-def _long_text(value: object) -> str:
-    return clean_text(value)[:MAX_TEXT_CHARS] if isinstance(value, str) else ""
 
 
 def _label(kind: object) -> str:

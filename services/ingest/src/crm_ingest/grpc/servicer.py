@@ -23,4 +23,4 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         if item is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such interaction in this workspace")
         assert item is not None
-        return interaction_to_proto(item)
+        return interaction_to_proto(item.interaction)

@@ -9,11 +9,17 @@ from crm_ticketing.service import TicketingService
 from crm_ticketing.wire import inbound_message_of
 from crmkit.kafka import Envelope, Handlers, PermanentError, consume
 
+# INTERACTION_KIND_UNSPECIFIED: published before interactions had a kind, always a message.
+_PERSON_WROTE = (interaction_pb2.INTERACTION_KIND_UNSPECIFIED, interaction_pb2.INTERACTION_KIND_MESSAGE)
+
 
 def inbound_message(envelope: Envelope, recorded: events_pb2.InteractionRecorded) -> InboundMessage | None:
-    """The message to thread; None for what ticketing does not thread (our own replies)."""
+    """The message to thread; None for what ticketing does not thread: our own replies, and
+    what no person wrote (auto-replies, bounces, commerce orders)."""
     if recorded.interaction.direction != interaction_pb2.DIRECTION_INBOUND:
         return None  # replies continue tickets through ticketing itself
+    if recorded.interaction.kind not in _PERSON_WROTE:
+        return None
     try:
         return inbound_message_of(recorded)
     except ValueError as exc:
