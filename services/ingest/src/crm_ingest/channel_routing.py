@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from opentelemetry import metrics
 
-from crm_ingest.settings import ChannelAccount
+from crm_ingest.channel_config import ChannelAccount
 from crm_ingest.wire import raw_received
 from crmkit.kafka import Event, Producer
 from crmkit.problems import Problem

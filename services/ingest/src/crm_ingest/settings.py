@@ -1,11 +1,22 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr, StringConstraints, model_validator
+from pydantic import Field, SecretStr, StringConstraints, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from crm_ingest.channel_config import (
+    ChannelAccount,
+    CommerceChannel,
+    CommerceStore,
+    EmailSource,
+    ImapMailbox,
+    MetaChannel,
+    SmsChannel,
+    TelegramChannel,
+    all_or_nothing,
+    meta_channel,
+)
 from crm_ingest.chat.config import ChatConfig, ChatLimits, ChatWidget
 from crm_ingest.domain.chat import RESERVED_WIDGET_KEYS, WIDGET_KEY
 from crm_ingest.domain.commerce import STORE as COMMERCE_STORE
@@ -17,84 +28,6 @@ from crm_ingest.domain.whatsapp import PHONE_NUMBER_ID
 from crm_ingest.outbound.email import TlsMode, mailbox
 from crm_ingest.outbound.providers import PageSender, TelegramBot, TwilioSender, WhatsAppSender
 from crmkit.settings import ServiceSettings, strong_secret
-
-
-class ChannelAccount(BaseModel):
-    """Where the messages to one account of a channel go (a Facebook Page, an Instagram
-    account, a Telegram bot, an SMS number), and how many authentic requests for it one
-    replica takes (more are answered 429 with Retry-After)."""
-
-    workspace_id: str = Field(min_length=1, max_length=128)
-    rate_per_second: float = Field(default=20.0, gt=0)
-    burst: int = Field(default=200, ge=1)
-
-
-class CommerceStore(ChannelAccount):
-    """One e-commerce store (a value of INGEST_COMMERCE_STORES): its workspace and the secret
-    it signs its requests with."""
-
-    secret: SecretStr
-    previous_secret: SecretStr | None = None  # accepted too while the store rotates its secret
-
-    @model_validator(mode="after")
-    def _strong_secrets(self) -> CommerceStore:
-        strong_secret(self.secret, "an INGEST_COMMERCE_STORES secret")
-        if self.previous_secret is not None:
-            strong_secret(self.previous_secret, "an INGEST_COMMERCE_STORES previous_secret")
-        return self
-
-    @property
-    def secrets(self) -> tuple[bytes, ...]:
-        given = (self.secret, self.previous_secret)
-        return tuple(s.get_secret_value().encode() for s in given if s is not None)
-
-
-@dataclass(frozen=True)
-class MetaChannel:
-    """A Meta channel's settings (WhatsApp, Messenger, Instagram), there only when it is
-    configured."""
-
-    app_secret: bytes
-    verify_token: str
-    # business phone number id, Page id or Instagram account id -> its workspace
-    accounts: dict[str, ChannelAccount]
-    max_bytes: int
-
-
-@dataclass(frozen=True)
-class TelegramChannel:
-    secret_token: bytes
-    bots: dict[str, ChannelAccount]  # the bot's name in the webhook URL -> its workspace
-    max_bytes: int
-
-
-@dataclass(frozen=True)
-class SmsChannel:
-    auth_token: bytes
-    public_url: str  # the webhook URL as Twilio calls it, which it signs
-    numbers: dict[str, ChannelAccount]  # our number (E.164) -> its workspace
-    max_bytes: int
-
-
-@dataclass(frozen=True)
-class CommerceChannel:
-    stores: dict[str, CommerceStore]  # the store's name in the webhook URL -> its workspace
-    max_bytes: int
-
-
-def _all_or_nothing(channel: str, given: dict[str, bool]) -> None:
-    if any(given.values()) and not all(given.values()):
-        names = ", ".join(f"INGEST_{name}" for name in given)
-        raise ValueError(f"{names} go together: set all of them, or none to leave the {channel} "
-                         "channel off")
-
-
-def _meta_channel(accounts: dict[str, ChannelAccount], app_secret: SecretStr | None,
-                  verify_token: SecretStr | None, max_bytes: int) -> MetaChannel | None:
-    if app_secret is None or verify_token is None:
-        return None
-    return MetaChannel(app_secret.get_secret_value().encode(), verify_token.get_secret_value(),
-                       dict(accounts), max_bytes)
 
 
 class Settings(ServiceSettings):
@@ -120,7 +53,7 @@ class Settings(ServiceSettings):
     max_whatsapp_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
-    def _whatsapp_all_or_nothing(self) -> Settings:
+    def _whatsappall_or_nothing(self) -> Settings:
         given = (bool(self.whatsapp_accounts), self.whatsapp_app_secret is not None,
                  self.whatsapp_verify_token is not None)
         if any(given) and not all(given):
@@ -153,8 +86,8 @@ class Settings(ServiceSettings):
     max_messenger_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
-    def _messenger_all_or_nothing(self) -> Settings:
-        _all_or_nothing("Messenger", {"MESSENGER_PAGES": bool(self.messenger_pages),
+    def _messengerall_or_nothing(self) -> Settings:
+        all_or_nothing("Messenger", {"MESSENGER_PAGES": bool(self.messenger_pages),
                                       "MESSENGER_APP_SECRET": self.messenger_app_secret is not None,
                                       "MESSENGER_VERIFY_TOKEN": self.messenger_verify_token is not None})
         if self.messenger_app_secret is not None:
@@ -165,7 +98,7 @@ class Settings(ServiceSettings):
 
     @property
     def messenger(self) -> MetaChannel | None:
-        return _meta_channel(self.messenger_pages, self.messenger_app_secret,
+        return meta_channel(self.messenger_pages, self.messenger_app_secret,
                              self.messenger_verify_token, self.max_messenger_bytes)
 
     # Instagram messaging webhooks (Meta): on when all three are set, off (404) when none is;
@@ -177,8 +110,8 @@ class Settings(ServiceSettings):
     max_instagram_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
-    def _instagram_all_or_nothing(self) -> Settings:
-        _all_or_nothing("Instagram", {"INSTAGRAM_ACCOUNTS": bool(self.instagram_accounts),
+    def _instagramall_or_nothing(self) -> Settings:
+        all_or_nothing("Instagram", {"INSTAGRAM_ACCOUNTS": bool(self.instagram_accounts),
                                       "INSTAGRAM_APP_SECRET": self.instagram_app_secret is not None,
                                       "INSTAGRAM_VERIFY_TOKEN": self.instagram_verify_token is not None})
         if self.instagram_app_secret is not None:
@@ -189,7 +122,7 @@ class Settings(ServiceSettings):
 
     @property
     def instagram(self) -> MetaChannel | None:
-        return _meta_channel(self.instagram_accounts, self.instagram_app_secret,
+        return meta_channel(self.instagram_accounts, self.instagram_app_secret,
                              self.instagram_verify_token, self.max_instagram_bytes)
 
     # Telegram Bot API webhooks: on when both are set, off (404) when neither is. Each bot
@@ -202,8 +135,8 @@ class Settings(ServiceSettings):
     max_telegram_bytes: int = Field(default=256 * 1024, ge=1024, le=768 * 1024)
 
     @model_validator(mode="after")
-    def _telegram_all_or_nothing(self) -> Settings:
-        _all_or_nothing("Telegram", {"TELEGRAM_BOTS": bool(self.telegram_bots),
+    def _telegramall_or_nothing(self) -> Settings:
+        all_or_nothing("Telegram", {"TELEGRAM_BOTS": bool(self.telegram_bots),
                                      "TELEGRAM_SECRET_TOKEN": self.telegram_secret_token is not None})
         if self.telegram_secret_token is not None:
             strong_secret(self.telegram_secret_token, "INGEST_TELEGRAM_SECRET_TOKEN")
@@ -229,8 +162,8 @@ class Settings(ServiceSettings):
     max_sms_bytes: int = Field(default=64 * 1024, ge=1024, le=768 * 1024)
 
     @model_validator(mode="after")
-    def _sms_all_or_nothing(self) -> Settings:
-        _all_or_nothing("SMS", {"SMS_NUMBERS": bool(self.sms_numbers),
+    def _smsall_or_nothing(self) -> Settings:
+        all_or_nothing("SMS", {"SMS_NUMBERS": bool(self.sms_numbers),
                                 "SMS_AUTH_TOKEN": self.sms_auth_token is not None,
                                 "SMS_PUBLIC_URL": self.sms_public_url is not None})
         if self.sms_auth_token is not None:
@@ -380,59 +313,3 @@ class Settings(ServiceSettings):
     @property
     def smtp_limit(self) -> int:
         return self.smtp_max_bytes or self.max_email_bytes
-
-
-class ImapMailbox(BaseModel):
-    """One mailbox folder polled over IMAP (an element of INGEST_IMAP_MAILBOXES)."""
-
-    host: str = Field(min_length=1, max_length=253)
-    port: int | None = Field(default=None, ge=1, le=65535)  # None: 993 with tls, else 143
-    tls: TlsMode = "tls"  # none: plain text; starttls: upgrade, required; tls: implicit TLS
-    username: str = Field(min_length=1, max_length=320, pattern=r"^[^\x00-\x1f\x7f]+$")
-    password: SecretStr = Field(min_length=1)
-    # Printable ASCII: a folder with other characters is named in IMAP's modified UTF-7.
-    folder: str = Field(default="INBOX", min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$")
-    workspace_id: str = Field(min_length=1, max_length=128)
-    # How long to wait between syncs; with IDLE, the longest wait (servers drop it at 30 min).
-    poll_seconds: float = Field(default=60.0, ge=1, le=1500)
-    idle: bool = True  # wait with IMAP IDLE when the server has it, so new mail comes at once
-    ca_file: str | None = None  # a PEM CA bundle to trust instead of the system's
-    skip_existing: bool = False  # on the first sync, start after the messages already there
-
-    @property
-    def port_number(self) -> int:
-        return self.port or (993 if self.tls == "tls" else 143)
-
-    @property
-    def key(self) -> str:
-        """The mailbox's sync state key: a mailbox mapped to another workspace starts afresh."""
-        return f"{self.workspace_id}:imap://{self.username}@{self.host}:{self.port_number}/{self.folder}"
-
-    @property
-    def loopback(self) -> bool:
-        return self.host in ("localhost", "::1") or self.host.startswith("127.")
-
-
-class EmailSource(BaseModel):
-    """One sender of the signed inbound-parse webhook (a value of INGEST_EMAIL_SOURCES)."""
-
-    workspace_id: str = Field(min_length=1, max_length=128)
-    secret: SecretStr
-    previous_secret: SecretStr | None = None  # accepted too while the sender rotates its secret
-    rate_per_second: float = Field(default=10.0, gt=0)  # authentic requests, per replica
-    burst: int = Field(default=100, ge=1)
-
-    @model_validator(mode="after")
-    def _strong_secrets(self) -> EmailSource:
-        strong_secret(self.secret, "an INGEST_EMAIL_SOURCES secret")
-        if self.previous_secret is not None:
-            strong_secret(self.previous_secret, "an INGEST_EMAIL_SOURCES previous_secret")
-        return self
-
-    @property
-    def secrets(self) -> tuple[bytes, ...]:
-        given = (self.secret, self.previous_secret)
-        return tuple(s.get_secret_value().encode() for s in given if s is not None)
-
-
-Settings.model_rebuild()

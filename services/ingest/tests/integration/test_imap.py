@@ -12,9 +12,9 @@ import pytest
 
 from crm_ingest.adapters import EmailIn, ImapPoller
 from crm_ingest.adapters.imap import ImapError
+from crm_ingest.channel_config import ImapMailbox
 from crm_ingest.domain.interaction import interaction_id
 from crm_ingest.service import IngestService
-from crm_ingest.settings import ImapMailbox
 from crm_ingest.store.mailboxes import MailboxStates
 from crmkit.ids import uuid7
 from crmkit.testing import eventually, free_port

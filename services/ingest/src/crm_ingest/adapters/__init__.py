@@ -10,8 +10,9 @@ from types import TracebackType
 
 from crm_ingest.adapters.imap import ImapPoller
 from crm_ingest.adapters.smtp import SmtpListener
+from crm_ingest.channel_config import EmailSource
 from crm_ingest.service import IngestService
-from crm_ingest.settings import EmailSource, Settings
+from crm_ingest.settings import Settings
 from crm_ingest.store.mailboxes import MailboxStates
 from crmkit.mongo import MongoDatabase
 from crmkit.ratelimit import RateLimiter

@@ -31,8 +31,8 @@ import aioimaplib  # type: ignore[import-untyped]
 from aiokafka.errors import MessageSizeTooLargeError
 from opentelemetry import metrics
 
+from crm_ingest.channel_config import ImapMailbox
 from crm_ingest.service import IngestService
-from crm_ingest.settings import ImapMailbox
 from crm_ingest.store.mailboxes import MailboxState, MailboxStates
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ from crm_ingest.api.deps import (
     configured,
     read_limited,
 )
+from crm_ingest.channel_config import CommerceChannel
 from crm_ingest.channel_routing import RawItem
 from crm_ingest.domain import signing
 from crm_ingest.domain.commerce import STORE, NotCommerce, read_event, record
-from crm_ingest.settings import CommerceChannel
 from crmkit.problems import Problem
 
 router = APIRouter(prefix="/v1/channels/commerce", tags=["commerce"])

@@ -20,11 +20,12 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from crm_ingest.api.deps import STREAM_LIMIT, PayloadTooLarge, Webhooks, configured, read_limited
+from crm_ingest.channel_config import MetaChannel
 from crm_ingest.channel_routing import RawItem
 from crm_ingest.domain.messenger import NotMessaging, split_messaging
 from crm_ingest.domain.meta import signature_valid
 from crm_ingest.domain.whatsapp import NotWhatsApp, split_webhook
-from crm_ingest.settings import MetaChannel, Settings
+from crm_ingest.settings import Settings
 from crmkit.problems import Problem
 
 MetaName = Literal["whatsapp", "messenger", "instagram"]

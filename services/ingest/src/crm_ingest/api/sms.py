@@ -19,9 +19,9 @@ from crm_ingest.api.deps import (
     configured,
     read_limited,
 )
+from crm_ingest.channel_config import SmsChannel
 from crm_ingest.channel_routing import RawItem
 from crm_ingest.domain.twilio import NotTwilio, classify, parse_form, signature_valid
-from crm_ingest.settings import SmsChannel
 from crmkit.problems import Problem
 
 router = APIRouter(prefix="/v1/channels/sms", tags=["sms"])

@@ -18,9 +18,9 @@ from crm_ingest.api.deps import (
     read_limited,
 )
 from crm_ingest.api.meta import WebhookAccepted
+from crm_ingest.channel_config import TelegramChannel
 from crm_ingest.channel_routing import RawItem
 from crm_ingest.domain.telegram import BOT, NotTelegram, secret_valid, split_update
-from crm_ingest.settings import TelegramChannel
 from crmkit.problems import Problem
 
 router = APIRouter(prefix="/v1/channels/telegram", tags=["telegram"])
