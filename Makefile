@@ -57,6 +57,7 @@ lint: install ## ruff and mypy
 
 bench: install ## benchmarks, each next to its baseline measured in the same run
 	$(PY) bench/ingest_e2e.py
+	$(PY) bench/ingest_adapters.py
 
 bench-contacts: install ## contacts at 1M: reads, ResolveIdentities, segments, duplicate scan, CSV import
 	$(PY) bench/contacts_reads.py

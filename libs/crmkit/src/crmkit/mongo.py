@@ -17,7 +17,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -135,6 +135,13 @@ class MongoOutboxRelay(OutboxRelay):
         except DuplicateKeyError:
             return False  # another relay holds a live lease
         return True
+
+    async def release(self) -> None:
+        try:
+            await self.db.locks.delete_one({"_id": "outbox-relay", "owner": self.owner})
+        except PyMongoError:
+            log.warning("the outbox relay's lease was not given back; it runs out by itself",
+                        exc_info=True)
 
     async def publish_batch(self) -> int:
         if not await self._hold_lease():

@@ -64,6 +64,10 @@ class OutboxRelay(ABC):
     async def publish_batch(self) -> int:
         """Publish the oldest events, wait for the broker, delete them; return how many."""
 
+    async def release(self) -> None:  # noqa: B027 - most relays hold nothing to give back
+        """Give back what this relay holds (a lease) once it has stopped, so that another
+        replica's relay takes over at once rather than when the lease runs out."""
+
     async def run(self) -> None:
         while True:
             try:

@@ -93,6 +93,7 @@ class Runtime:
             else MongoOutboxRelay(database, producer)
         )
         database.on_events_committed(relay.wake)
+        self._stack.push_async_callback(relay.release)  # once the relay below has stopped
         self._background(relay.run(), f"outbox relay {self.settings.service_name}")
         self.relays.append(relay)
         return relay

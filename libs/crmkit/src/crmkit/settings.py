@@ -46,6 +46,10 @@ class InfraSettings(BaseSettings):
     # How long the broker may hold a fetch that has no new records. tansu answers a waiting
     # fetch only when it expires, so this bounds the latency of every hop at low load.
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=1, le=5000)
+    # The most records one fetch hands the consumer, across its partitions. Each partition's
+    # share is handled as one batch, the partitions at once: larger fetches keep more
+    # partitions busy while one waits on a database or a peer.
+    kafka_max_poll_records: int = Field(default=1000, ge=1, le=10000)
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     mongo_uri: str = "mongodb://127.0.0.1:27117/?replicaSet=secantus"
     # Every database name starts with this, so that a test run can use its own.

@@ -65,6 +65,20 @@ async def test_a_second_relay_waits_while_the_first_holds_the_lease(
     assert await first.publish_batch() == 1
 
 
+async def test_a_stopped_relay_gives_its_lease_back_at_once(
+    clean_mongo: MongoDatabase, producer: Producer, topic: str
+) -> None:
+    first, second = MongoOutboxRelay(clean_mongo, producer), MongoOutboxRelay(clean_mongo, producer)
+    assert await first._hold_lease()
+    await second.release()  # not its lease: nothing changes
+    assert not await second._hold_lease()
+    await first.release()  # a replica shutting down
+    async with clean_mongo.unit_of_work() as uow:
+        uow.add(make_event(topic=topic, type="crm.test.v1", source="/t", workspace="ws",
+                           subject="t4", payload=common_pb2.PageInfo()))
+    assert await second.publish_batch() == 1  # the next replica takes over without waiting
+
+
 async def test_an_event_the_broker_can_never_take_is_set_aside(
     clean_mongo: MongoDatabase, producer: Producer, topic: str
 ) -> None:

@@ -89,7 +89,7 @@ class ConsumerRunner:
         producer: Producer,
         batch_handlers: Mapping[str, BatchHandler] | None = None,
         policy: RetryPolicy | None = None,
-        max_records: int = 200,
+        max_records: int | None = None,
         client_id: str | None = None,
     ) -> None:
         self.group_id = group_id
@@ -97,7 +97,7 @@ class ConsumerRunner:
         self.batch_handlers = dict(batch_handlers or {})
         self.producer = producer
         self.policy = policy or RetryPolicy()
-        self.max_records = max_records
+        self.max_records = max_records or settings.kafka_max_poll_records
         self.lock = asyncio.Lock()
         self.assigned = asyncio.Event()
         self._stopping = asyncio.Event()

@@ -131,15 +131,16 @@ class InteractionsStore:
             await self.db.attachments.insert_many(docs, session=self.session)
 
     async def archive_raw(self, payloads: Sequence[RawPayload]) -> None:
-        """Keep accepted raw messages as they came (retried records are kept once)."""
+        """Keep accepted raw messages as they came. Only records claimed in this transaction
+        are archived, so a raw id is never written twice."""
         if not payloads:
             return
-        await self.db.raw_payloads.bulk_write([
-            UpdateOne({"_id": p.raw_id}, {"$setOnInsert": {
-                "workspace_id": p.workspace_id, "contact_id": p.contact_id, "channel": p.channel,
-                "source": p.source, "content_type": p.content_type, "payload": bson.Binary(p.payload),
-                "received_at": p.received_at, "interaction_id": p.interaction_id}}, upsert=True)
-            for p in payloads], ordered=False, session=self.session)
+        await self.db.raw_payloads.insert_many([
+            {"_id": p.raw_id, "workspace_id": p.workspace_id, "contact_id": p.contact_id,
+             "channel": p.channel, "source": p.source, "content_type": p.content_type,
+             "payload": bson.Binary(p.payload), "received_at": p.received_at,
+             "interaction_id": p.interaction_id}
+            for p in payloads], session=self.session)
 
     async def targets(self, workspace_id: str, interaction_ids: Sequence[str]) -> dict[str, StatusTarget]:
         """The stored interactions of these ids, for statuses and reactions to land on."""
