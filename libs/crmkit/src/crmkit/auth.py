@@ -25,7 +25,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     # providers sent them) is for admins and explicitly scoped API keys only.
     "sales": frozenset({"contacts:read", "contacts:write", "pipeline:read", "pipeline:write",
                         "interactions:read", "interactions:files"}),
-    "support": frozenset({"contacts:read", "tickets:read", "tickets:write", "interactions:read",
+    "support": frozenset({"contacts:read", "tickets:read", "tickets:write", "kb:write", "interactions:read",
                           "interactions:files"}),
     "marketing": frozenset({"contacts:read", "campaigns:read", "campaigns:write"}),
     "analyst": frozenset({"contacts:read", "pipeline:read", "tickets:read", "campaigns:read",

@@ -11,15 +11,18 @@ from fastapi import FastAPI
 
 from crm.common.v1 import personal_data_pb2_grpc
 from crm.ticketing.v1 import ticketing_pb2_grpc
+from crm_ticketing.api.articles import install_kb_errors, public_router
+from crm_ticketing.api.articles import router as kb_router
 from crm_ticketing.api.routes import router
 from crm_ticketing.consumers.contacts import contacts_handlers
 from crm_ticketing.consumers.interactions import interactions_handlers
 from crm_ticketing.grpc.servicer import TicketingServicer
-from crm_ticketing.service import TicketingService
+from crm_ticketing.service import KnowledgeBase, TicketingService
 from crm_ticketing.settings import Settings
 from crmkit import Runtime, create_service_app
 from crmkit.grpc import GrpcAuth
 from crmkit.personal_data import PersonalDataServicer
+from crmkit.ratelimit import RateLimiter
 from crmkit.topics import CONTACTS, INTERACTIONS
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -46,8 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.consumer({INTERACTIONS: interactions_handlers(service),
                                     CONTACTS: contacts_handlers(service)})
             app.state.service = service
+            app.state.knowledge_base = KnowledgeBase(db)
+            app.state.kb_public_limiter = RateLimiter(settings.public_kb_rate_per_second,
+                                                      settings.public_kb_burst)
             app.state.runtime = runtime
             yield
 
-    return create_service_app(settings, lifespan, [router], title="CRM ticketing",
-                              description="One inbox for every channel.")
+    app = create_service_app(settings, lifespan, [router, kb_router, public_router], title="CRM ticketing",
+                             description="One inbox for every channel.")
+    install_kb_errors(app)
+    return app

@@ -1,0 +1,21 @@
+"""Ticketing's use cases: the one layer that the HTTP API, gRPC and the consumers call."""
+
+from crm_ticketing.service.articles import KnowledgeBase
+from crm_ticketing.service.tickets import (
+    MAX_PAGE,
+    MERGES_CONSUMER,
+    THREADING_CONSUMER,
+    InvalidCursor,
+    TicketingService,
+    TicketPage,
+)
+
+__all__ = [
+    "MAX_PAGE",
+    "MERGES_CONSUMER",
+    "THREADING_CONSUMER",
+    "InvalidCursor",
+    "KnowledgeBase",
+    "TicketPage",
+    "TicketingService",
+]
