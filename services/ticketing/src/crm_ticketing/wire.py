@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC
 from uuid import UUID
 
+from google.protobuf.message import Message
+
 from crm.common.v1 import common_pb2
 from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.ingest.v1 import events_pb2 as ingest_events
 from crm.ticketing.v1 import events_pb2, ticketing_pb2
 from crm_ticketing.domain import events
-from crm_ticketing.domain.model import ContactMerge, InboundMessage, Ticket
+from crm_ticketing.domain.model import ContactMerge, InboundMessage, Ticket, TicketStatus
 from crmkit.kafka import Event, make_event
 from crmkit.topics import TICKETS
 
@@ -59,3 +61,38 @@ def ticket_created(ticket: Ticket, interaction_id: str) -> Event:
         workspace=ticket.workspace_id, subject=str(ticket.contact_id),
         payload=events_pb2.TicketCreated(ticket=ticket_to_proto(ticket), interaction_id=interaction_id),
     )
+
+
+def ticket_fields_to_proto(ticket: Ticket) -> events_pb2.TicketFields:
+    fields = events_pb2.TicketFields(
+        priority=f"TICKET_PRIORITY_{ticket.priority.name}",
+        type=f"TICKET_TYPE_{ticket.type.name}" if ticket.type else "TICKET_TYPE_UNSPECIFIED",
+        tags=list(ticket.tags),
+        version=ticket.version,
+    )
+    if ticket.updated_at is not None:
+        fields.updated_at.FromDatetime(ticket.updated_at)
+    if ticket.solved_at is not None:
+        fields.solved_at.FromDatetime(ticket.solved_at)
+    return fields
+
+
+def ticket_changed(before: Ticket, after: Ticket, changed: list[str], actor: str,
+                   interaction_id: str = "") -> list[Event]:
+    """``ticket.updated`` for any change, and beside it ``ticket.solved`` when the ticket went
+    to solved or ``ticket.reopened`` when it went from solved back to open."""
+
+    def event(type_: str, payload: Message) -> Event:
+        return make_event(topic=TICKETS, type=type_, source=events.SOURCE, workspace=after.workspace_id,
+                          subject=str(after.contact_id), payload=payload)
+
+    ticket, fields = ticket_to_proto(after), ticket_fields_to_proto(after)
+    found = [event(events.TICKET_UPDATED, events_pb2.TicketUpdated(
+        ticket=ticket, fields=fields, changed=changed, actor=actor))]
+    if after.status is TicketStatus.SOLVED and before.status is not TicketStatus.SOLVED:
+        found.append(event(events.TICKET_SOLVED, events_pb2.TicketSolved(ticket=ticket, fields=fields,
+                                                                         actor=actor)))
+    elif before.status is TicketStatus.SOLVED and after.status is TicketStatus.OPEN:
+        found.append(event(events.TICKET_REOPENED, events_pb2.TicketReopened(
+            ticket=ticket, fields=fields, actor=actor, interaction_id=interaction_id)))
+    return found

@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-from crm_ticketing.domain.model import Ticket
+from crm_ticketing.domain.model import Ticket, TicketPriority, TicketStatus, TicketType
+from crm_ticketing.domain.transitions import (
+    InvalidFields,
+    InvalidTransition,
+    TicketError,
+    TicketNotFound,
+    VersionMismatch,
+)
 from crm_ticketing.service import MAX_PAGE, InvalidCursor, TicketingService
+from crm_ticketing.store.tickets import HistoryEntry
 from crmkit.auth import Principal, require
-from crmkit.problems import NotFound, Problem
+from crmkit.etags import etag, expected_version, stale
+from crmkit.problems import NotFound, Problem, problem_response
 from crmkit.web import state
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
 
 Reader = Annotated[Principal, Depends(require("tickets:read"))]
+Writer = Annotated[Principal, Depends(require("tickets:write"))]
+IfMatch = Annotated[str | None, Header(max_length=100)]
 
 
 Service = Annotated[TicketingService, Depends(state("service", TicketingService))]
@@ -29,18 +41,58 @@ class TicketOut(BaseModel):
     channel: str
     subject: str
     status: str
+    priority: TicketPriority
+    type: TicketType | None
+    tags: list[str]
+    version: int
     message_count: int
     created_at: datetime
+    updated_at: datetime | None
+    solved_at: datetime | None
 
     @classmethod
     def of(cls, ticket: Ticket) -> TicketOut:
         return cls(id=ticket.id, contact_id=ticket.contact_id, channel=ticket.channel,
-                   subject=ticket.subject, status=ticket.status.value,
-                   message_count=ticket.message_count, created_at=ticket.created_at)
+                   subject=ticket.subject, status=ticket.status.value, priority=ticket.priority,
+                   type=ticket.type, tags=list(ticket.tags), version=ticket.version,
+                   message_count=ticket.message_count, created_at=ticket.created_at,
+                   updated_at=ticket.updated_at, solved_at=ticket.solved_at)
 
 
 class TicketPageOut(BaseModel):
     items: list[TicketOut]
+    next_cursor: str | None
+
+
+class TicketUpdate(BaseModel):
+    """The fields to change; those not sent stay. Every field is checked by the ticket's rules
+    (so that every bad one, unknown ones too, is named in one 422)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Any = Field(default=None, json_schema_extra={"enum": [s.value for s in TicketStatus]},
+                        description="Moves only as the transitions allow; 422 invalid-transition else")
+    priority: Any = Field(default=None, json_schema_extra={"enum": [p.value for p in TicketPriority]})
+    type: Any = Field(default=None, json_schema_extra={"enum": [t.value for t in TicketType]},
+                      description="null clears it")
+    tags: Any = Field(default=None, json_schema_extra={"type": "array", "items": {"type": "string"}},
+                      description="The whole set; lower-cased, at most 50, each without spaces or commas")
+
+
+class HistoryEntryOut(BaseModel):
+    at: datetime
+    actor: str
+    field: str
+    old: Any
+    new: Any
+
+    @classmethod
+    def of(cls, entry: HistoryEntry) -> HistoryEntryOut:
+        return cls(at=entry.at, actor=entry.actor, field=entry.field, old=entry.old, new=entry.new)
+
+
+class HistoryPageOut(BaseModel):
+    items: list[HistoryEntryOut]
     next_cursor: str | None
 
 
@@ -60,8 +112,64 @@ async def list_tickets(
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
-async def get_ticket(ticket_id: UUID, caller: Reader, service: Service) -> TicketOut:
+async def get_ticket(ticket_id: UUID, caller: Reader, service: Service, response: Response) -> TicketOut:
     ticket = await service.get_ticket(caller.workspace_id, ticket_id)
     if ticket is None:
         raise NotFound("ticket")
+    response.headers["ETag"] = etag(ticket.version)
     return TicketOut.of(ticket)
+
+
+@router.patch("/tickets/{ticket_id}", response_model=TicketOut,
+              responses={412: {"description": "If-Match is not the current version"},
+                         428: {"description": "If-Match is missing"},
+                         422: {"description": "Bad or unknown fields, or a status it cannot go to"}})
+async def update_ticket(ticket_id: UUID, body: TicketUpdate, caller: Writer, service: Service,
+                        response: Response, if_match: IfMatch = None) -> TicketOut:
+    """Change status, priority, type and tags at once, or nothing. Each changed field is
+    kept in the ticket's history with the caller as the actor."""
+    version = expected_version(if_match)
+    ticket = await service.update_ticket(caller.workspace_id, caller.subject, ticket_id,
+                                         body.model_dump(exclude_unset=True), version)
+    response.headers["ETag"] = etag(ticket.version)
+    return TicketOut.of(ticket)
+
+
+@router.get("/tickets/{ticket_id}/history", response_model=HistoryPageOut)
+async def ticket_history(
+    ticket_id: UUID,
+    caller: Reader,
+    service: Service,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> HistoryPageOut:
+    """Every change to the ticket's fields, newest first: who, when, the value before and after."""
+    try:
+        page = await service.history(caller.workspace_id, ticket_id, cursor, limit)
+    except InvalidCursor as exc:
+        raise Problem(422, "invalid-cursor", "Invalid cursor", str(exc)) from exc
+    return HistoryPageOut(items=[HistoryEntryOut.of(e) for e in page.items], next_cursor=page.next_cursor)
+
+
+def ticket_problem(exc: TicketError) -> Problem:
+    if isinstance(exc, InvalidFields):
+        return Problem(422, "validation", "The request is not valid",
+                       errors=[e.as_dict() for e in exc.errors])
+    if isinstance(exc, InvalidTransition):
+        names: dict[str, Any] = {"from": exc.before.value, "to": exc.after.value}
+        return Problem(422, "invalid-transition", "Not from this status", str(exc), **names)
+    if isinstance(exc, VersionMismatch):
+        return stale(exc.current)
+    if isinstance(exc, TicketNotFound):
+        return NotFound("ticket")
+    raise exc
+
+
+def install_ticket_errors(app: FastAPI) -> None:
+    """The ticket rules' errors as problem+json."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TicketError)
+        return problem_response(ticket_problem(exc), request)
+
+    app.add_exception_handler(TicketError, handle)

@@ -18,6 +18,20 @@ class TicketStatus(StrEnum):
     CLOSED = "closed"
 
 
+class TicketPriority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class TicketType(StrEnum):
+    QUESTION = "question"
+    INCIDENT = "incident"
+    PROBLEM = "problem"
+    TASK = "task"
+
+
 @dataclass(frozen=True)
 class InboundMessage:
     """What threading needs to know about one inbound interaction."""
@@ -52,6 +66,14 @@ class Ticket:
     status: TicketStatus
     message_count: int
     created_at: datetime
+    priority: TicketPriority = TicketPriority.NORMAL
+    type: TicketType | None = None
+    tags: tuple[str, ...] = ()
+    # Bumped by every change: the HTTP ETag.
+    version: int = 1
+    updated_at: datetime | None = None
+    # When it last went to solved; None until then and after a reopen.
+    solved_at: datetime | None = None
 
 
 def parent_keys(message: InboundMessage) -> list[str]:

@@ -4,7 +4,9 @@ from crm_ticketing.service.articles import KnowledgeBase
 from crm_ticketing.service.tickets import (
     MAX_PAGE,
     MERGES_CONSUMER,
+    SYSTEM,
     THREADING_CONSUMER,
+    HistoryPage,
     InvalidCursor,
     TicketingService,
     TicketPage,
@@ -13,7 +15,9 @@ from crm_ticketing.service.tickets import (
 __all__ = [
     "MAX_PAGE",
     "MERGES_CONSUMER",
+    "SYSTEM",
     "THREADING_CONSUMER",
+    "HistoryPage",
     "InvalidCursor",
     "KnowledgeBase",
     "TicketPage",

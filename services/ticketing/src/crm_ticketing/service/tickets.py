@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,17 +18,29 @@ from crm_ticketing.domain.model import (
     own_keys,
     parent_keys,
 )
-from crm_ticketing.store.tickets import TicketsStore
-from crm_ticketing.wire import ticket_created
+from crm_ticketing.domain.transitions import (
+    TicketNotFound,
+    VersionMismatch,
+    apply_changes,
+    parse_changes,
+    reopened_by_reply,
+)
+from crm_ticketing.store.tickets import HistoryEntry, TicketsStore
+from crm_ticketing.wire import ticket_changed, ticket_created
 from crmkit.ids import uuid7
 from crmkit.kafka import Delivered, TransientError
+from crmkit.pagination import InvalidCursor as PageCursorError
+from crmkit.pagination import decode_cursor as decode_page_cursor
+from crmkit.pagination import encode_cursor as encode_page_cursor
 from crmkit.personal_data import MAX_ITEMS
-from crmkit.postgres import PgDatabase
+from crmkit.postgres import PgDatabase, PgUnitOfWork
 from crmkit.redirects import ContactRedirects
 
 THREADING_CONSUMER = "ticketing.threading"
 MERGES_CONSUMER = "ticketing.merges"
 MAX_PAGE = 100
+SYSTEM = "system"
+_HISTORY_CURSOR = "ticket-history"
 
 
 class InvalidCursor(ValueError):
@@ -37,6 +50,12 @@ class InvalidCursor(ValueError):
 @dataclass(frozen=True)
 class TicketPage:
     items: list[Ticket]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    items: list[HistoryEntry]
     next_cursor: str | None
 
 
@@ -70,6 +89,8 @@ class TicketingService:
                     await store.insert_ticket(ticket)
                     uow.add(ticket_created(replace(ticket, message_count=1), message.interaction_id))
                     ticket_id = ticket.id
+                else:
+                    await self._reopen(uow, store, message, ticket_id)
                 if not await store.add_message(ticket_id, message):
                     # Another transaction threaded this interaction after our check: start
                     # over, so that what it did is seen and no second ticket is opened.
@@ -77,6 +98,68 @@ class TicketingService:
                 await store.add_keys(message.workspace_id, ticket_id, own_keys(message))
                 touched.append(ticket_id)
         return touched
+
+    @staticmethod
+    async def _reopen(uow: PgUnitOfWork, store: TicketsStore, message: InboundMessage,
+                      ticket_id: UUID) -> None:
+        """The customer wrote again: a pending, on-hold or solved ticket goes back to open, by
+        "system", in the transaction that threads the message (so once per interaction)."""
+        before = await store.get(message.workspace_id, ticket_id, for_update=True)
+        if before is None:
+            return
+        after, changes = reopened_by_reply(before, datetime.now(UTC))
+        if not changes:
+            return
+        await store.update_fields(after)
+        await store.add_history(after, SYSTEM, changes)
+        for event in ticket_changed(before, after, [c.field for c in changes], SYSTEM,
+                                    message.interaction_id):
+            uow.add(event)
+
+    async def update_ticket(self, workspace_id: str, actor: str, ticket_id: UUID, raw: dict[str, Any],
+                            expected_version: int) -> Ticket:
+        """Set a ticket's status, priority, type and tags at once, or nothing: every field is
+        checked first (InvalidFields names each bad one), the status move must be allowed
+        (InvalidTransition), and ``expected_version`` must be the current one
+        (VersionMismatch). One history row per changed field, and the events, in the same
+        transaction."""
+        values = parse_changes(raw)
+        async with self.db.unit_of_work() as uow:
+            store = TicketsStore(uow.conn)
+            before = await store.get(workspace_id, ticket_id, for_update=True)
+            if before is None:
+                raise TicketNotFound("ticket")
+            if before.version != expected_version:
+                raise VersionMismatch(before.version)
+            after, changes = apply_changes(before, values, datetime.now(UTC))
+            if changes:
+                await store.update_fields(after)
+                await store.add_history(after, actor, changes)
+                for event in ticket_changed(before, after, [c.field for c in changes], actor):
+                    uow.add(event)
+        return after
+
+    async def history(self, workspace_id: str, ticket_id: UUID, cursor: str | None, limit: int
+                      ) -> HistoryPage:
+        """A ticket's changes, newest first. TicketNotFound outside the workspace."""
+        before_id: int | None = None
+        if cursor:
+            try:
+                [raw] = decode_page_cursor(_HISTORY_CURSOR, cursor, 1)
+            except PageCursorError as exc:
+                raise InvalidCursor("the cursor is not one this API gave out") from exc
+            if not isinstance(raw, int) or isinstance(raw, bool):
+                raise InvalidCursor("the cursor is not one this API gave out")
+            before_id = raw
+        limit = max(1, min(limit, MAX_PAGE))
+        async with self.db.pool.acquire() as conn:
+            store = TicketsStore(conn)
+            if await store.get(workspace_id, ticket_id) is None:
+                raise TicketNotFound("ticket")
+            entries = await store.history(workspace_id, ticket_id, before_id, limit + 1)
+        page = entries[:limit]
+        more = len(entries) > limit
+        return HistoryPage(page, encode_page_cursor(_HISTORY_CURSOR, [page[-1].id]) if more else None)
 
     async def merge_contacts(self, items: Sequence[Delivered[ContactMerge]]) -> int:
         """Give each loser's tickets to its survivor and redirect the loser's later messages

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from crm_ticketing.domain.model import InboundMessage, Ticket, TicketStatus
+from crm_ticketing.domain.model import InboundMessage, Ticket, TicketPriority, TicketStatus, TicketType
+from crm_ticketing.domain.transitions import FieldChange
 
 # Stored rows as they are, for a person's data export.
 Rows = list[dict[str, Any]]
 
 _COLUMNS = "id, workspace_id, contact_id, channel, subject, status, message_count, created_at"
+_READ = _COLUMNS + ", priority, type, tags, version, updated_at, solved_at"
 
 
 def _ticket(row: Any) -> Ticket:
     fields = dict(row)
     fields["status"] = TicketStatus(fields["status"])
+    fields["priority"] = TicketPriority(fields["priority"])
+    fields["type"] = None if fields["type"] is None else TicketType(fields["type"])
+    fields["tags"] = tuple(fields["tags"])
     return Ticket(**fields)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    id: int
+    at: datetime
+    actor: str
+    field: str
+    old: Any
+    new: Any
 
 
 class TicketsStore:
@@ -83,12 +100,43 @@ class TicketsStore:
         )
         return int(status.split()[-1])
 
-    async def get(self, workspace_id: str, ticket_id: UUID) -> Ticket | None:
+    async def get(self, workspace_id: str, ticket_id: UUID, *, for_update: bool = False) -> Ticket | None:
+        lock = " FOR UPDATE" if for_update else ""
         row = await self.conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM tickets WHERE workspace_id = $1 AND id = $2",  # noqa: S608
+            f"SELECT {_READ} FROM tickets WHERE workspace_id = $1 AND id = $2{lock}",  # noqa: S608
             workspace_id, ticket_id,
         )
         return _ticket(row) if row else None
+
+    async def update_fields(self, ticket: Ticket) -> None:
+        """Writes what a change sets: status, priority, type, tags, version and the times."""
+        await self.conn.execute(
+            "UPDATE tickets SET status = $3, priority = $4, type = $5, tags = $6::text[], version = $7,"
+            " updated_at = $8, solved_at = $9 WHERE workspace_id = $1 AND id = $2",
+            ticket.workspace_id, ticket.id, ticket.status.value, ticket.priority.value,
+            None if ticket.type is None else ticket.type.value, list(ticket.tags), ticket.version,
+            ticket.updated_at, ticket.solved_at,
+        )
+
+    async def add_history(self, ticket: Ticket, actor: str, changes: Sequence[FieldChange]) -> None:
+        await self.conn.executemany(
+            "INSERT INTO ticket_history (workspace_id, ticket_id, at, actor, field, old, new)"
+            " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)",
+            [(ticket.workspace_id, ticket.id, ticket.updated_at, actor, c.field, json.dumps(c.old),
+              json.dumps(c.new)) for c in changes],
+        )
+
+    async def history(self, workspace_id: str, ticket_id: UUID, before_id: int | None, limit: int
+                      ) -> list[HistoryEntry]:
+        """Newest first, below ``before_id`` when given."""
+        rows = await self.conn.fetch(
+            "SELECT id, at, actor, field, old::text AS old, new::text AS new FROM ticket_history"
+            " WHERE workspace_id = $1 AND ticket_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+            workspace_id, ticket_id, 2**62 if before_id is None else before_id, limit,
+        )
+        return [HistoryEntry(id=r["id"], at=r["at"], actor=r["actor"], field=r["field"],
+                             old=None if r["old"] is None else json.loads(r["old"]),
+                             new=None if r["new"] is None else json.loads(r["new"])) for r in rows]
 
     async def list(self, workspace_id: str, contact_id: UUID | None,
                    after: tuple[datetime, UUID] | None, limit: int) -> list[Ticket]:
@@ -102,7 +150,7 @@ class TicketsStore:
             conditions.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
         args.append(limit)
         rows = await self.conn.fetch(
-            f"SELECT {_COLUMNS} FROM tickets WHERE {' AND '.join(conditions)}"  # noqa: S608
+            f"SELECT {_READ} FROM tickets WHERE {' AND '.join(conditions)}"  # noqa: S608
             f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
             *args,
         )

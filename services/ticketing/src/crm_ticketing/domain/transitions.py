@@ -1,0 +1,162 @@
+"""A ticket's status transitions and the changes a write makes to a ticket. Pure.
+
+A closed ticket is final: nothing moves it. A customer's later message to a closed ticket is
+meant to open a new ticket linked to it (not built yet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from crm_ticketing.domain.model import Ticket, TicketPriority, TicketStatus, TicketType
+
+S = TicketStatus
+
+ALLOWED: dict[TicketStatus, frozenset[TicketStatus]] = {
+    S.NEW: frozenset({S.OPEN, S.PENDING, S.ON_HOLD, S.SOLVED}),
+    S.OPEN: frozenset({S.PENDING, S.ON_HOLD, S.SOLVED}),
+    S.PENDING: frozenset({S.OPEN, S.ON_HOLD, S.SOLVED}),
+    S.ON_HOLD: frozenset({S.OPEN, S.PENDING, S.SOLVED}),
+    S.SOLVED: frozenset({S.OPEN, S.CLOSED}),
+    S.CLOSED: frozenset(),
+}
+
+# Statuses a customer's reply moves back to open (a closed ticket stays closed).
+REOPENED_BY_REPLY = frozenset({S.PENDING, S.ON_HOLD, S.SOLVED})
+
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 64
+
+
+class TicketError(Exception):
+    """A write the ticket's rules refuse."""
+
+
+class InvalidTransition(TicketError):
+    def __init__(self, before: TicketStatus, after: TicketStatus) -> None:
+        super().__init__(f"a ticket cannot go from {before.value} to {after.value}")
+        self.before = before
+        self.after = after
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class InvalidFields(TicketError):
+    """Every bad field of a write, at once."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+class TicketNotFound(TicketError):
+    pass
+
+
+class VersionMismatch(TicketError):
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the ticket is at version {current}")
+        self.current = current
+
+
+def can_move(before: TicketStatus, after: TicketStatus) -> bool:
+    return after in ALLOWED[before]
+
+
+def check_transition(before: TicketStatus, after: TicketStatus) -> None:
+    if not can_move(before, after):
+        raise InvalidTransition(before, after)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field's value before and after, as JSON."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+_FIELDS = ("status", "priority", "type", "tags")
+
+
+def parse_changes(raw: dict[str, Any]) -> dict[str, Any]:
+    """The fields a write sets, as domain values: ``status``, ``priority`` (never null),
+    ``type`` (null clears it) and ``tags`` (the whole set; trimmed, lower-cased, duplicates
+    dropped, in the order sent). Raises InvalidFields naming every bad field, unknown ones too."""
+    errors: list[FieldError] = [FieldError(name, "not a field of a ticket") for name in raw
+                                if name not in _FIELDS]
+    values: dict[str, Any] = {}
+    for name, enum in (("status", TicketStatus), ("priority", TicketPriority), ("type", TicketType)):
+        if name not in raw:
+            continue
+        value = raw[name]
+        if value is None and name == "type":
+            values[name] = None
+            continue
+        try:
+            values[name] = enum(value)
+        except ValueError:
+            errors.append(FieldError(name, "one of " + ", ".join(m.value for m in enum)))
+    if "tags" in raw:
+        tags = _tags(raw["tags"])
+        if isinstance(tags, FieldError):
+            errors.append(tags)
+        else:
+            values["tags"] = tags
+    if errors:
+        raise InvalidFields(errors)
+    return values
+
+
+def _tags(raw: Any) -> tuple[str, ...] | FieldError:
+    if not isinstance(raw, list | tuple) or not all(isinstance(t, str) for t in raw):
+        return FieldError("tags", "a list of strings")
+    tags = tuple(dict.fromkeys(t.strip().lower() for t in raw))
+    if any(not t or len(t) > MAX_TAG_LENGTH or any(c.isspace() or c == "," for c in t) for t in tags):
+        return FieldError("tags", f"each tag 1-{MAX_TAG_LENGTH} characters, without spaces or commas")
+    if len(tags) > MAX_TAGS:
+        return FieldError("tags", f"at most {MAX_TAGS} tags")
+    return tags
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def apply_changes(ticket: Ticket, values: dict[str, Any], now: datetime) -> tuple[Ticket, list[FieldChange]]:
+    """The ticket after ``values`` (from ``parse_changes``) and each field that really changed.
+    Raises InvalidTransition for a status the ticket cannot move to. Going to solved stamps
+    ``solved_at``; reopening clears it. The version and ``updated_at`` move only when
+    something changed."""
+    changes = [FieldChange(name, _json(getattr(ticket, name)), _json(value))
+               for name, value in values.items() if getattr(ticket, name) != value]
+    if not changes:
+        return ticket, []
+    after = replace(ticket, **values, version=ticket.version + 1, updated_at=now)
+    if after.status is not ticket.status:
+        check_transition(ticket.status, after.status)
+        if after.status is S.SOLVED:
+            after = replace(after, solved_at=now)
+        elif ticket.status is S.SOLVED and after.status is S.OPEN:
+            after = replace(after, solved_at=None)
+    return after, changes
+
+
+def reopened_by_reply(ticket: Ticket, now: datetime) -> tuple[Ticket, list[FieldChange]]:
+    """A customer's message threaded into the ticket: pending, on-hold and solved go back to
+    open; new, open and closed stay as they are."""
+    if ticket.status not in REOPENED_BY_REPLY:
+        return ticket, []
+    return apply_changes(ticket, {"status": S.OPEN}, now)
