@@ -105,6 +105,13 @@ class MongoDatabase:
             for callback in self._on_commit:
                 callback()
 
+    async def processed(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of these events ``consumer`` has applied already (outside a transaction: a
+        hint for skipping work early; the unit of work's claim stays the guard)."""
+        keys = {f"{consumer}:{event_id}": event_id for event_id in event_ids}
+        return {keys[doc["_id"]] async for doc in self.db.processed_events.find(
+            {"_id": {"$in": list(keys)}}, {"_id": 1})}
+
     async def ping(self) -> None:
         await self.client.admin.command("ping")
 

@@ -107,6 +107,10 @@ class IngestService:
                     statuses.append((record, DeliveryStatus(
                         parsed.channel, bounced, "bounced", parsed.sent_at,
                         parsed.metadata.get("bounce_status", ""))))
+        # A record processed before (a redelivery) is not resolved again: contacts would
+        # otherwise see the sender once more, and bring back a person erased since.
+        seen = await self.db.processed(RAW_CONSUMER, [record.event_id for record, _ in messages])
+        messages = [(record, message) for record, message in messages if record.event_id not in seen]
         contacts = await self._resolve_senders(messages)
         stored: list[Interaction] = []
         async with self.db.unit_of_work() as uow:

@@ -142,6 +142,10 @@ async def test_interactions_follow_a_merge_and_go_with_an_erasure(platform: Plat
     page = (await get(platform, "/v1/interactions", contact_id=loser["contact_id"])).json()
     assert {i["message_id"] for i in page["items"]} == {loser_message, survivor_message}
 
+    # A delivery record of a reply sent to the person, whose error names their address.
+    await platform.ingest_app.state.service.db.db.outbound.insert_one({
+        "_id": "erasure-test-outbound", "workspace_id": WORKSPACE, "request_id": "r-1", "state": "failed",
+        "contact_id": survivor["contact_id"], "last_error": f"550 <{survivor_address}>: unknown"})
     # Erasure goes through contacts, which publishes contact.erased; ingest erases and confirms.
     erased = await platform.contacts.post(f"/v1/contacts/{survivor['contact_id']}/erasure",
                                           headers=bearer(platform.token))
@@ -159,6 +163,12 @@ async def test_interactions_follow_a_merge_and_go_with_an_erasure(platform: Plat
     db = platform.ingest_app.state.service.db.db
     assert await db.attachments.count_documents({"interaction_id": iid}) == 0
     assert await db.raw_payloads.count_documents({"interaction_id": iid}) == 0
+    # A delivery record keeps only what makes a redelivered request known: nothing of the person.
+    kept = await db.outbound.find_one({"_id": "erasure-test-outbound"})
+    assert kept is not None
+    assert kept["erased"] is True
+    assert "contact_id" not in kept
+    assert "last_error" not in kept
 
 
 async def test_a_bounce_marks_the_message_we_sent_and_is_not_a_customer_message(platform: Platform) -> None:

@@ -156,3 +156,4 @@ def test_no_sender_anywhere_is_a_permanent_failure() -> None:
     assert refused.value.permanent
     with pytest.raises(DeliveryFailed):
         delivery().sender_of(request(from_address="nobody"))
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -206,9 +207,14 @@ async def get_html(interaction_id: InteractionId, caller: Reader, service: Servi
     return HTMLResponse(html, headers=HTML_HEADERS)
 
 
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}")
+
+
 def _download(body: bytes, content_type: str, filename: str) -> Response:
-    """A file to save, never to render in our origin."""
-    return Response(body, media_type=content_type or "application/octet-stream", headers={
+    """A file to save, never to render in our origin. A sender's content type that is not a
+    plain type/subtype (a header cannot carry it) is served as octet-stream."""
+    media_type = content_type if _MEDIA_TYPE.fullmatch(content_type) else "application/octet-stream"
+    return Response(body, media_type=media_type, headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",

@@ -267,5 +267,8 @@ class ChatService:
             except (ChatUnavailable, PyMongoError) as exc:
                 log.warning("chat messages not resent yet", extra={"error": type(exc).__name__})
                 continue
+            except Exception:  # never let the sweep die: the next round tries again
+                log.exception("the chat resend sweep failed; trying again next round")
+                continue
             if sent:
                 log.info("chat messages resent to the event stream", extra={"messages": sent})

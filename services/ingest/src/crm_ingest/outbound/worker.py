@@ -102,6 +102,10 @@ class OutboundService:
             reason = exc.reason
         except (ConnectionError, TimeoutError, httpx.TransportError) as exc:
             reason = f"{request.channel} unreachable: {type(exc).__name__}"
+        except Exception as exc:  # a provider client's error we do not know: retried, then failed
+            log.warning("outbound delivery raised an unexpected error", exc_info=True,
+                        extra={"channel": request.channel})
+            reason = f"{request.channel} delivery failed: {type(exc).__name__}"
         else:
             await self._record_sent(item, sent)
             return "sent"

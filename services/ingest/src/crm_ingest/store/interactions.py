@@ -33,6 +33,7 @@ async def prepare(database: MongoDatabase) -> None:
     await db.interactions.create_index([("workspace_id", ASCENDING), ("references", ASCENDING)])
     await db.attachments.create_index([("workspace_id", ASCENDING), ("contact_id", ASCENDING)])
     await db.raw_payloads.create_index([("workspace_id", ASCENDING), ("contact_id", ASCENDING)])
+    await db.raw_payloads.create_index([("workspace_id", ASCENDING), ("interaction_id", ASCENDING)])
     await db.contact_redirects.create_index([("workspace_id", ASCENDING), ("survivor_id", ASCENDING)])
 
 

@@ -94,6 +94,10 @@ class OutboundStore:
 
 async def erase_outbound(uow: MongoUnitOfWork, workspace_id: str, contact_ids: list[str],
                          visitors: list[str]) -> None:
-    """An erased person's delivery records go with them (their errors may name an address)."""
-    await uow.db.outbound.delete_many({"workspace_id": workspace_id, "contact_id": {"$in": contact_ids}},
-                                      session=uow.session)
+    """An erased person's delivery records lose what names them (their errors may quote an
+    address); the records stay, so that a redelivered request is still known and not sent to
+    the erased person again."""
+    await uow.db.outbound.update_many(
+        {"workspace_id": workspace_id, "contact_id": {"$in": contact_ids}},
+        {"$unset": {"contact_id": "", "last_error": ""}, "$set": {"erased": True}},
+        session=uow.session)
