@@ -7,10 +7,12 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from crm_ingest.domain.interaction import interaction_id
 from crmkit.ids import uuid7
 from crmkit.testing import bearer, contact_merged_event, eventually, publish, token_for
+from crmkit.topics import INGEST_RAW
 
 from .conftest import WORKSPACE, Platform
 
@@ -201,3 +203,50 @@ async def test_a_bounce_marks_the_message_we_sent_and_is_not_a_customer_message(
         return bool(doc and "bounced_at" in (doc.get("delivery") or {}))
 
     await eventually(bounced, what="the bounce recorded on our message")
+
+
+async def test_a_redelivered_record_of_an_erased_person_does_not_bring_them_back(platform: Platform) -> None:
+    sender, message_id = address(), f"{uuid7()}@example.com"
+    await send(platform, mime(sender, message_id))
+    item = await platform.wait_stored(message_id)
+    # The raw record as the worker received it, to deliver it again later (a rebalance, a retry).
+    reader = AIOKafkaConsumer(INGEST_RAW, bootstrap_servers=platform.infra.kafka_bootstrap_servers,
+                              auto_offset_reset="earliest", enable_auto_commit=False)
+    await reader.start()
+    try:
+        found: list[Any] = []
+
+        async def read() -> bool:
+            for records in (await reader.getmany(timeout_ms=200)).values():
+                found.extend(r for r in records if message_id.encode() in (r.value or b""))
+            return bool(found)
+
+        await eventually(read, what="the raw record on the topic")
+    finally:
+        await reader.stop()
+    original = found[0]
+
+    erased = await platform.contacts.post(f"/v1/contacts/{item['contact_id']}/erasure",
+                                          headers=bearer(platform.token))
+    assert erased.status_code == 202, erased.text
+
+    async def confirmed() -> bool:
+        status = (await platform.contacts.get(f"/v1/contacts/{item['contact_id']}/erasure",
+                                              headers=bearer(platform.token))).json()
+        return "ingest" in status["confirmed"]
+
+    await eventually(confirmed, what="ingest's confirmation of the erasure")
+    consumer = platform.ingest_app.state.runtime.consumers[0]
+    before = consumer.processed
+    producer = platform.ingest_app.state.service.producer
+    await (await producer.send_raw(INGEST_RAW, original.key, original.value, list(original.headers)))
+
+    async def handled() -> bool:
+        return bool(consumer.processed > before)
+
+    await eventually(handled, what="the redelivered record handled")
+    # Handled, and nothing came back: no interaction, no contact with the person's address.
+    assert (await platform.interaction(message_id)).status_code == 404
+    search = await platform.contacts.get("/v1/contacts", params={"q": sender}, headers=bearer(platform.token))
+    assert search.status_code == 200
+    assert search.json()["items"] == []
