@@ -11,9 +11,10 @@ from fastapi import FastAPI
 
 from crm.common.v1 import personal_data_pb2_grpc
 from crm.ticketing.v1 import ticketing_pb2_grpc
-from crm_ticketing.api.articles import install_kb_errors, public_router
+from crm_ticketing.api.articles import public_router
 from crm_ticketing.api.articles import router as kb_router
-from crm_ticketing.api.routes import install_ticket_errors, router
+from crm_ticketing.api.errors import install_errors
+from crm_ticketing.api.routes import router
 from crm_ticketing.consumers.contacts import contacts_handlers
 from crm_ticketing.consumers.interactions import interactions_handlers
 from crm_ticketing.grpc.servicer import TicketingServicer
@@ -57,6 +58,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_service_app(settings, lifespan, [router, kb_router, public_router], title="CRM ticketing",
                              description="One inbox for every channel.")
-    install_kb_errors(app)
-    install_ticket_errors(app)
+    install_errors(app)
     return app

@@ -8,8 +8,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_ticketing.domain.articles import (
@@ -18,23 +17,15 @@ from crm_ticketing.domain.articles import (
     ArticleQuery,
     ArticleStatus,
     Category,
-    Conflict,
-    DuplicateSlug,
-    InvalidFields,
-    InvalidTransition,
-    KnowledgeBaseError,
-    NotFound,
     Translation,
-    VersionMismatch,
     parse_locale,
 )
 from crm_ticketing.service.articles import MAX_PAGE, MAX_SUGGESTIONS, ArticlePage, KnowledgeBase
 from crm_ticketing.settings import Settings
 from crmkit.auth import Principal, require
-from crmkit.etags import etag, expected_version, stale
-from crmkit.pagination import InvalidCursor
+from crmkit.etags import etag, expected_version
 from crmkit.problems import NotFound as NotFoundProblem
-from crmkit.problems import Problem, problem_response
+from crmkit.problems import Problem
 from crmkit.ratelimit import RateLimiter
 from crmkit.web import state
 
@@ -380,37 +371,3 @@ def _locale(raw: str | None) -> str | None:
     except ValueError as exc:
         raise Problem(422, "validation", "The request is not valid",
                       errors=[{"field": "locale", "message": str(exc)}]) from exc
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-def problem_of(exc: Exception) -> Problem:
-    if isinstance(exc, InvalidFields):
-        return Problem(422, "validation", "The request is not valid",
-                       errors=[e.as_dict() for e in exc.errors])
-    if isinstance(exc, NotFound):
-        return NotFoundProblem(exc.what)
-    if isinstance(exc, VersionMismatch):
-        return stale(exc.current)
-    if isinstance(exc, DuplicateSlug):
-        return Problem(409, "duplicate-slug", "The slug is taken", str(exc),
-                       errors=[{"field": "slug", "message": f"another {exc.what} has this slug"}],
-                       taken=exc.slug)
-    if isinstance(exc, InvalidTransition):
-        return Problem(422, "invalid-transition", "Not from this status", str(exc),
-                       article_status=exc.status.value)
-    if isinstance(exc, Conflict):
-        return Problem(409, "conflict", "Conflict", str(exc))
-    if isinstance(exc, InvalidCursor):
-        return Problem(422, "invalid-cursor", "Invalid cursor", str(exc))
-    raise exc
-
-
-def install_kb_errors(app: FastAPI) -> None:
-    """The knowledge base's domain errors (and forged page cursors) as problem+json."""
-
-    async def handle(request: Request, exc: Exception) -> JSONResponse:
-        return problem_response(problem_of(exc), request)
-
-    app.add_exception_handler(KnowledgeBaseError, handle)
-    app.add_exception_handler(InvalidCursor, handle)

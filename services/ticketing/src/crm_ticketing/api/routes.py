@@ -6,23 +6,15 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_ticketing.domain.model import Ticket, TicketPriority, TicketStatus, TicketType
-from crm_ticketing.domain.transitions import (
-    InvalidFields,
-    InvalidTransition,
-    TicketError,
-    TicketNotFound,
-    VersionMismatch,
-)
 from crm_ticketing.service import MAX_PAGE, InvalidCursor, TicketingService
 from crm_ticketing.store.tickets import HistoryEntry
 from crmkit.auth import Principal, require
-from crmkit.etags import etag, expected_version, stale
-from crmkit.problems import NotFound, Problem, problem_response
+from crmkit.etags import etag, expected_version
+from crmkit.problems import NotFound, Problem
 from crmkit.web import state
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
@@ -149,27 +141,3 @@ async def ticket_history(
     except InvalidCursor as exc:
         raise Problem(422, "invalid-cursor", "Invalid cursor", str(exc)) from exc
     return HistoryPageOut(items=[HistoryEntryOut.of(e) for e in page.items], next_cursor=page.next_cursor)
-
-
-def ticket_problem(exc: TicketError) -> Problem:
-    if isinstance(exc, InvalidFields):
-        return Problem(422, "validation", "The request is not valid",
-                       errors=[e.as_dict() for e in exc.errors])
-    if isinstance(exc, InvalidTransition):
-        names: dict[str, Any] = {"from": exc.before.value, "to": exc.after.value}
-        return Problem(422, "invalid-transition", "Not from this status", str(exc), **names)
-    if isinstance(exc, VersionMismatch):
-        return stale(exc.current)
-    if isinstance(exc, TicketNotFound):
-        return NotFound("ticket")
-    raise exc
-
-
-def install_ticket_errors(app: FastAPI) -> None:
-    """The ticket rules' errors as problem+json."""
-
-    async def handle(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, TicketError)
-        return problem_response(ticket_problem(exc), request)
-
-    app.add_exception_handler(TicketError, handle)

@@ -19,6 +19,8 @@ from uuid import UUID
 
 import nh3
 
+from crm_ticketing.domain.errors import FieldError, InvalidFields, TicketingError
+
 ARTICLE_PUBLISHED = "crm.tickets.kb.article.published.v1"
 ARTICLE_UNPUBLISHED = "crm.tickets.kb.article.unpublished.v1"
 
@@ -42,37 +44,8 @@ MARK_END = "\ue001"
 
 # --- errors ---------------------------------------------------------------------------------
 
-class KnowledgeBaseError(Exception):
-    """Base of the knowledge base's errors."""
-
-
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
-
-
-class InvalidFields(KnowledgeBaseError):
-    """A write names invalid fields; nothing was written."""
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
-        self.errors = errors
-
-
-class NotFound(KnowledgeBaseError):
-    def __init__(self, what: str) -> None:
-        super().__init__(f"no such {what} in this workspace")
-        self.what = what
-
-
-class VersionMismatch(KnowledgeBaseError):
-    def __init__(self, current: int) -> None:
-        super().__init__(f"the record changed; its version is now {current}")
-        self.current = current
+class KnowledgeBaseError(TicketingError):
+    """Base of the knowledge base's own errors."""
 
 
 class DuplicateSlug(KnowledgeBaseError):

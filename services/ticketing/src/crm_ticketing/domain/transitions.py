@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from crm_ticketing.domain.errors import FieldError, InvalidFields, TicketingError
 from crm_ticketing.domain.model import Ticket, TicketPriority, TicketStatus, TicketType
 
 S = TicketStatus
@@ -30,7 +31,7 @@ MAX_TAGS = 50
 MAX_TAG_LENGTH = 64
 
 
-class TicketError(Exception):
+class TicketError(TicketingError):
     """A write the ticket's rules refuse."""
 
 
@@ -39,33 +40,6 @@ class InvalidTransition(TicketError):
         super().__init__(f"a ticket cannot go from {before.value} to {after.value}")
         self.before = before
         self.after = after
-
-
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
-
-
-class InvalidFields(TicketError):
-    """Every bad field of a write, at once."""
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
-        self.errors = errors
-
-
-class TicketNotFound(TicketError):
-    pass
-
-
-class VersionMismatch(TicketError):
-    def __init__(self, current: int) -> None:
-        super().__init__(f"the ticket is at version {current}")
-        self.current = current
 
 
 def can_move(before: TicketStatus, after: TicketStatus) -> bool:

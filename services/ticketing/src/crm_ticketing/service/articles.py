@@ -19,11 +19,7 @@ from crm_ticketing.domain.articles import (
     ArticleStatus,
     Category,
     Conflict,
-    FieldError,
-    InvalidFields,
-    NotFound,
     Translation,
-    VersionMismatch,
     after_action,
     any_of,
     article_values,
@@ -33,6 +29,7 @@ from crm_ticketing.domain.articles import (
     significant_words,
     text_of,
 )
+from crm_ticketing.domain.errors import FieldError, InvalidFields, NotFound, VersionMismatch
 from crm_ticketing.store.articles import ArticlesStore
 from crm_ticketing.store.tickets import TicketsStore
 from crmkit.ids import uuid7

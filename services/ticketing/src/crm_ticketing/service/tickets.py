@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from crm_ticketing.domain.errors import NotFound, VersionMismatch
 from crm_ticketing.domain.model import (
     ContactMerge,
     InboundMessage,
@@ -19,8 +20,6 @@ from crm_ticketing.domain.model import (
     parent_keys,
 )
 from crm_ticketing.domain.transitions import (
-    TicketNotFound,
-    VersionMismatch,
     apply_changes,
     parse_changes,
     reopened_by_reply,
@@ -128,7 +127,7 @@ class TicketingService:
             store = TicketsStore(uow.conn)
             before = await store.get(workspace_id, ticket_id, for_update=True)
             if before is None:
-                raise TicketNotFound("ticket")
+                raise NotFound("ticket")
             if before.version != expected_version:
                 raise VersionMismatch(before.version)
             after, changes = apply_changes(before, values, datetime.now(UTC))
@@ -141,7 +140,7 @@ class TicketingService:
 
     async def history(self, workspace_id: str, ticket_id: UUID, cursor: str | None, limit: int
                       ) -> HistoryPage:
-        """A ticket's changes, newest first. TicketNotFound outside the workspace."""
+        """A ticket's changes, newest first. NotFound outside the workspace."""
         before_id: int | None = None
         if cursor:
             try:
@@ -155,7 +154,7 @@ class TicketingService:
         async with self.db.pool.acquire() as conn:
             store = TicketsStore(conn)
             if await store.get(workspace_id, ticket_id) is None:
-                raise TicketNotFound("ticket")
+                raise NotFound("ticket")
             entries = await store.history(workspace_id, ticket_id, before_id, limit + 1)
         page = entries[:limit]
         more = len(entries) > limit

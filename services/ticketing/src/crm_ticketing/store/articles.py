@@ -23,11 +23,10 @@ from crm_ticketing.domain.articles import (
     Category,
     Conflict,
     DuplicateSlug,
-    FieldError,
-    InvalidFields,
     Translation,
     search_config,
 )
+from crm_ticketing.domain.errors import FieldError, InvalidFields
 
 _CATEGORY = "id, workspace_id, name, slug, parent_id, position, version, created_at, updated_at"
 _ARTICLE_FIELDS = ("id", "workspace_id", "group_id", "category_id", "locale", "slug", "title", "body",
