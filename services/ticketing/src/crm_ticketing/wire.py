@@ -30,6 +30,7 @@ def inbound_message_of(recorded: ingest_events.InteractionRecorded) -> InboundMe
         references=tuple(item.thread.references),
         conversation_id=item.thread.conversation_id,
         occurred_at=item.occurred_at.ToDatetime(tzinfo=UTC),
+        text=item.text,
     )
 
 

@@ -46,6 +46,8 @@ class InboundMessage:
     references: tuple[str, ...]
     conversation_id: str
     occurred_at: datetime
+    # What the customer wrote (the plain text part).
+    text: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Ticketing's use cases: the one layer that the HTTP API, gRPC and the consumers call."""
 
 from crm_ticketing.service.articles import KnowledgeBase
+from crm_ticketing.service.hooks import MessageKind, TicketChange, TicketHook
 from crm_ticketing.service.tickets import (
     MAX_PAGE,
     MERGES_CONSUMER,
@@ -20,6 +21,9 @@ __all__ = [
     "HistoryPage",
     "InvalidCursor",
     "KnowledgeBase",
+    "MessageKind",
+    "TicketChange",
+    "TicketHook",
     "TicketPage",
     "TicketingService",
 ]

@@ -24,6 +24,7 @@ from crm_ticketing.domain.transitions import (
     parse_changes,
     reopened_by_reply,
 )
+from crm_ticketing.service.hooks import MessageKind, TicketChange, TicketHook
 from crm_ticketing.store.tickets import HistoryEntry, TicketsStore
 from crm_ticketing.wire import ticket_changed, ticket_created
 from crmkit.ids import uuid7
@@ -59,8 +60,15 @@ class HistoryPage:
 
 
 class TicketingService:
-    def __init__(self, db: PgDatabase) -> None:
+    def __init__(self, db: PgDatabase, hooks: Sequence[TicketHook] = ()) -> None:
         self.db = db
+        self.hooks = list(hooks)
+
+    async def after_change(self, uow: PgUnitOfWork, before: Ticket | None, after: Ticket,
+                           change: TicketChange) -> None:
+        """Run every hook, in order, in the transaction of the change."""
+        for hook in self.hooks:
+            await hook.after_change(uow, before, after, change)
 
     async def thread_inbound(self, items: Sequence[Delivered[InboundMessage | None]]) -> list[UUID]:
         """Continue the ticket each message answers, or open one, in one transaction and in
@@ -87,33 +95,39 @@ class TicketingService:
                     )
                     await store.insert_ticket(ticket)
                     uow.add(ticket_created(replace(ticket, message_count=1), message.interaction_id))
-                    ticket_id = ticket.id
+                    ticket_id, before, fields = ticket.id, None, tuple[str, ...]()
                 else:
-                    await self._reopen(uow, store, message, ticket_id)
+                    before, fields = await self._reopen(uow, store, message, ticket_id)
                 if not await store.add_message(ticket_id, message):
                     # Another transaction threaded this interaction after our check: start
                     # over, so that what it did is seen and no second ticket is opened.
                     raise TransientError("the interaction was threaded concurrently")
                 await store.add_keys(message.workspace_id, ticket_id, own_keys(message))
+                after = await store.get(message.workspace_id, ticket_id)
+                if after is not None:
+                    await self.after_change(uow, before, after, TicketChange(
+                        actor=SYSTEM, created=before is None, fields=fields, message=MessageKind.INBOUND))
                 touched.append(ticket_id)
         return touched
 
     @staticmethod
     async def _reopen(uow: PgUnitOfWork, store: TicketsStore, message: InboundMessage,
-                      ticket_id: UUID) -> None:
+                      ticket_id: UUID) -> tuple[Ticket | None, tuple[str, ...]]:
         """The customer wrote again: a pending, on-hold or solved ticket goes back to open, by
-        "system", in the transaction that threads the message (so once per interaction)."""
+        "system", in the transaction that threads the message (so once per interaction).
+        Returns the ticket as it was and the fields that changed."""
         before = await store.get(message.workspace_id, ticket_id, for_update=True)
         if before is None:
-            return
+            return None, ()
         after, changes = reopened_by_reply(before, datetime.now(UTC))
         if not changes:
-            return
+            return before, ()
         await store.update_fields(after)
         await store.add_history(after, SYSTEM, changes)
         for event in ticket_changed(before, after, [c.field for c in changes], SYSTEM,
                                     message.interaction_id):
             uow.add(event)
+        return before, tuple(c.field for c in changes)
 
     async def update_ticket(self, workspace_id: str, actor: str, ticket_id: UUID, raw: dict[str, Any],
                             expected_version: int) -> Ticket:
@@ -136,6 +150,8 @@ class TicketingService:
                 await store.add_history(after, actor, changes)
                 for event in ticket_changed(before, after, [c.field for c in changes], actor):
                     uow.add(event)
+                await self.after_change(uow, before, after, TicketChange(
+                    actor=actor, fields=tuple(c.field for c in changes)))
         return after
 
     async def history(self, workspace_id: str, ticket_id: UUID, cursor: str | None, limit: int

@@ -73,9 +73,11 @@ class TicketsStore:
 
     async def add_message(self, ticket_id: UUID, message: InboundMessage) -> bool:
         added = await self.conn.fetchval(
-            "INSERT INTO ticket_messages (workspace_id, interaction_id, ticket_id, occurred_at)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+            "INSERT INTO ticket_messages (workspace_id, interaction_id, ticket_id, occurred_at,"
+            " direction, author, body) VALUES ($1, $2, $3, $4, 'inbound', $5, $6)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
             message.workspace_id, message.interaction_id, ticket_id, message.occurred_at,
+            str(message.contact_id), message.text,
         )
         if added:
             await self.conn.execute(

@@ -1,0 +1,8 @@
+-- What each message of a ticket is: the customer's (inbound), an agent's public reply, or an
+-- internal note; who wrote it (the contact id, or the agent's subject) and its text. Rows
+-- threaded before this migration are inbound messages without their text.
+ALTER TABLE ticket_messages
+    ADD COLUMN direction text NOT NULL DEFAULT 'inbound'
+        CONSTRAINT ticket_messages_direction CHECK (direction IN ('inbound', 'reply', 'note')),
+    ADD COLUMN author    text NOT NULL DEFAULT '',
+    ADD COLUMN body      text NOT NULL DEFAULT '';
