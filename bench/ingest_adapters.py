@@ -55,8 +55,9 @@ from aiokafka.structs import ConsumerRecord
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
 from crm.ingest.v1 import events_pb2 as ingest_events
 from crm_ingest.domain.events import INTERACTION_RECORDED
-from crm_ingest.wire import channel_of, identity
+from crm_ingest.wire import channel_of
 from crmkit.auth import issue_token
+from crmkit.contacts import identity
 from crmkit.topics import INGEST_RAW, INTERACTIONS, PARTITIONS
 
 TARGET_RATE = 2000  # interactions/s through the worker (the issue's target)

@@ -6,3 +6,9 @@ ALTER TABLE ticket_messages
         CONSTRAINT ticket_messages_direction CHECK (direction IN ('inbound', 'reply', 'note')),
     ADD COLUMN author    text NOT NULL DEFAULT '',
     ADD COLUMN body      text NOT NULL DEFAULT '';
+
+-- Where replies go: the identity the customer wrote from when the ticket opened (an email
+-- address, a chat visitor id, a phone number...), as contacts names its kind.
+ALTER TABLE tickets
+    ADD COLUMN requester_kind text NOT NULL DEFAULT '',
+    ADD COLUMN requester      text NOT NULL DEFAULT '';

@@ -26,7 +26,6 @@ from crm_ingest.chat.service import ChatService
 from crm_ingest.consumers.contacts import contacts_handlers
 from crm_ingest.consumers.outbound import outbound_handlers
 from crm_ingest.consumers.raw import raw_handlers
-from crm_ingest.contacts_client import ContactsClient
 from crm_ingest.grpc.servicer import IngestServicer
 from crm_ingest.outbound.chat import ChatDelivery
 from crm_ingest.outbound.providers import provider_client
@@ -37,6 +36,7 @@ from crm_ingest.store.chat import ChatStore, erase_chat, prepare_chat
 from crm_ingest.store.interactions import prepare
 from crm_ingest.store.outbound import erase_outbound
 from crmkit import Runtime, create_service_app
+from crmkit.contacts import ContactsClient
 from crmkit.grpc import GrpcAuth
 from crmkit.personal_data import PersonalDataServicer
 from crmkit.topics import CONTACTS, INGEST_RAW, OUTBOUND

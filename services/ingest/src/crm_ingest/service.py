@@ -13,7 +13,6 @@ import grpc
 from opentelemetry import metrics
 
 from crm_ingest.channels import PARSERS, Parsed
-from crm_ingest.contacts_client import ContactsClient, Sender
 from crm_ingest.domain.email import sender_of
 from crm_ingest.domain.interaction import ContactMerge, Interaction, inbound_interaction, interaction_id
 from crm_ingest.domain.message import DeliveryStatus, InboundMessage, MalformedMessage, Reaction
@@ -25,6 +24,7 @@ from crm_ingest.store.interactions import (
     StoredInteraction,
 )
 from crm_ingest.wire import delivery_updated, interaction_recorded, raw_received, reaction_recorded
+from crmkit.contacts import ContactsClient, Sender
 from crmkit.kafka import Delivered, PermanentError, Producer
 from crmkit.mongo import MongoDatabase, MongoUnitOfWork
 from crmkit.pagination import InvalidCursor, decode_cursor, encode_cursor

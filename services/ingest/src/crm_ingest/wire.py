@@ -11,6 +11,7 @@ from crm_ingest.domain import events
 from crm_ingest.domain.interaction import Interaction
 from crm_ingest.domain.message import Order
 from crm_ingest.outbound.base import OutboundRequest
+from crmkit.contacts import identity
 from crmkit.ids import uuid7
 from crmkit.kafka import Envelope, Event, PermanentError, make_event, partition_key
 from crmkit.topics import INGEST_RAW, INTERACTIONS, OUTBOUND
@@ -24,10 +25,6 @@ def channel_name(channel: str) -> str:
 def channel_of(channel: int) -> str:
     """A proto channel as the domain names it (CHANNEL_WHATSAPP -> "whatsapp")."""
     return common_pb2.Channel.Name(channel).removeprefix("CHANNEL_").lower()
-
-
-def identity(kind: str, value: str) -> common_pb2.Identity:
-    return common_pb2.Identity(kind=f"IDENTITY_KIND_{kind.upper()}", value=value)
 
 
 def interaction_to_proto(item: Interaction) -> interaction_pb2.Interaction:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC
 from uuid import UUID
 
@@ -10,11 +11,13 @@ from google.protobuf.message import Message
 from crm.common.v1 import common_pb2
 from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.ingest.v1 import events_pb2 as ingest_events
+from crm.ingest.v1 import interaction_pb2, outbound_pb2
 from crm.ticketing.v1 import events_pb2, ticketing_pb2
 from crm_ticketing.domain import events
 from crm_ticketing.domain.model import ContactMerge, InboundMessage, Ticket, TicketStatus
+from crmkit.contacts import identity
 from crmkit.kafka import Event, make_event
-from crmkit.topics import TICKETS
+from crmkit.topics import OUTBOUND, TICKETS
 
 
 def inbound_message_of(recorded: ingest_events.InteractionRecorded) -> InboundMessage:
@@ -31,6 +34,8 @@ def inbound_message_of(recorded: ingest_events.InteractionRecorded) -> InboundMe
         conversation_id=item.thread.conversation_id,
         occurred_at=item.occurred_at.ToDatetime(tzinfo=UTC),
         text=item.text,
+        sender_kind=common_pb2.IdentityKind.Name(item.sender.kind).removeprefix("IDENTITY_KIND_").lower(),
+        sender=item.sender.value,
     )
 
 
@@ -97,3 +102,19 @@ def ticket_changed(before: Ticket, after: Ticket, changed: list[str], actor: str
         found.append(event(events.TICKET_REOPENED, events_pb2.TicketReopened(
             ticket=ticket, fields=fields, actor=actor, interaction_id=interaction_id)))
     return found
+
+
+def outbound_to_requester(ticket: Ticket, outbound_id: str, text: str, *, subject: str = "",
+                          html: str = "", in_reply_to: str = "", references: Sequence[str] = (),
+                          conversation_id: str = "", reference: str = "") -> Event:
+    """A message to the ticket's requester on the ticket's channel, for ingest to deliver
+    (crm.outbound.v1). ``outbound_id`` is unique per message: ingest delivers an id once.
+    ``reference`` comes back on its DeliveryUpdated (the ticket id when empty)."""
+    message = outbound_pb2.OutboundMessage(
+        id=outbound_id, contact_id=str(ticket.contact_id), channel=f"CHANNEL_{ticket.channel.upper()}",
+        recipient=identity(ticket.requester_kind, ticket.requester), subject=subject, text=text,
+        html=html, thread=interaction_pb2.ThreadKeys(in_reply_to=in_reply_to, references=list(references),
+                                                     conversation_id=conversation_id),
+        origin=events.ORIGIN, reference=reference or str(ticket.id))
+    return make_event(topic=OUTBOUND, type=events.OUTBOUND_REQUESTED, source=events.SOURCE,
+                      workspace=ticket.workspace_id, subject=str(ticket.contact_id), payload=message)

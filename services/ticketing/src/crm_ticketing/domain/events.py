@@ -5,3 +5,6 @@ SOURCE = "/crm/ticketing"
 TICKET_UPDATED = "crm.tickets.ticket.updated.v1"
 TICKET_SOLVED = "crm.tickets.ticket.solved.v1"
 TICKET_REOPENED = "crm.tickets.ticket.reopened.v1"
+OUTBOUND_REQUESTED = "crm.outbound.message.requested.v1"
+# Who asks ingest to deliver: comes back on DeliveryUpdated.origin.
+ORIGIN = "ticketing"

@@ -48,6 +48,9 @@ class InboundMessage:
     occurred_at: datetime
     # What the customer wrote (the plain text part).
     text: str = ""
+    # The identity they wrote from, as contacts names its kind ("email", "chat_visitor"...).
+    sender_kind: str = ""
+    sender: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ class Ticket:
     updated_at: datetime | None = None
     # When it last went to solved; None until then and after a reopen.
     solved_at: datetime | None = None
+    # Where replies go: the identity the customer wrote from when it opened.
+    requester_kind: str = ""
+    requester: str = ""
 
 
 def parent_keys(message: InboundMessage) -> list[str]:

@@ -92,6 +92,7 @@ class TicketingService:
                         id=uuid7(), workspace_id=message.workspace_id, contact_id=message.contact_id,
                         channel=message.channel, subject=message.subject, status=TicketStatus.NEW,
                         message_count=0, created_at=message.occurred_at,
+                        requester_kind=message.sender_kind, requester=message.sender,
                     )
                     await store.insert_ticket(ticket)
                     uow.add(ticket_created(replace(ticket, message_count=1), message.interaction_id))

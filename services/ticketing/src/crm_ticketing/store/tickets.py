@@ -17,7 +17,8 @@ from crm_ticketing.domain.transitions import FieldChange
 # Stored rows as they are, for a person's data export.
 Rows = list[dict[str, Any]]
 
-_COLUMNS = "id, workspace_id, contact_id, channel, subject, status, message_count, created_at"
+_COLUMNS = ("id, workspace_id, contact_id, channel, subject, status, message_count, created_at,"
+            " requester_kind, requester")
 _READ = _COLUMNS + ", priority, type, tags, version, updated_at, solved_at"
 
 
@@ -60,9 +61,10 @@ class TicketsStore:
 
     async def insert_ticket(self, ticket: Ticket) -> None:
         await self.conn.execute(
-            f"INSERT INTO tickets ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
+            f"INSERT INTO tickets ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",  # noqa: S608
             ticket.id, ticket.workspace_id, ticket.contact_id, ticket.channel, ticket.subject,
-            ticket.status.value, ticket.message_count, ticket.created_at,
+            ticket.status.value, ticket.message_count, ticket.created_at, ticket.requester_kind,
+            ticket.requester,
         )
 
     async def is_threaded(self, workspace_id: str, interaction_id: str) -> bool:

@@ -1,4 +1,5 @@
-"""Ingest's view of contacts over gRPC: resolve senders to contacts, creating unknown ones."""
+"""Other services' view of contacts over gRPC: resolve senders to contacts (creating unknown
+ones), read a contact, confirm an erasure."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import dataclass
 
 import grpc
 
+from crm.common.v1 import common_pb2
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
-from crm_ingest.wire import identity
 from crmkit.grpc import DEFAULT_DEADLINE, ServiceCredentials
 
 
@@ -18,6 +19,11 @@ class Sender:
     value: str
     display_name: str
     verified_email: str = ""
+
+
+def identity(kind: str, value: str) -> common_pb2.Identity:
+    """A contacts identity kind ("email", "chat_visitor", ...) and value as the proto."""
+    return common_pb2.Identity(kind=f"IDENTITY_KIND_{kind.upper()}", value=value)
 
 
 class ContactsClient:
@@ -42,6 +48,18 @@ class ContactsClient:
             request, timeout=DEFAULT_DEADLINE, metadata=self.credentials.metadata(workspace_id)
         )
         return [r.contact_id for r in response.resolutions]
+
+    async def get_contact(self, workspace_id: str, contact_id: str) -> contacts_pb2.Contact | None:
+        """The contact (a merged id answers with its survivor), or None when there is none."""
+        try:
+            contact: contacts_pb2.Contact = await self.stub.GetContact(
+                contacts_pb2.GetContactRequest(contact_id=contact_id),
+                timeout=DEFAULT_DEADLINE, metadata=self.credentials.metadata(workspace_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return contact
 
     async def confirm_erasure(self, workspace_id: str, contact_id: str, service: str) -> None:
         """Tell contacts this service has erased the person. NOT_FOUND (no erasure of that
