@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from crm_contacts.domain.fields import Entity, FieldDefinition, FieldType
+from crm_contacts.domain.fields import Entity
 from crm_contacts.domain.import_plan import plan_batch
 from crm_contacts.domain.imports import (
     CsvStream,
@@ -19,6 +19,7 @@ from crm_contacts.domain.imports import (
     mapped_indices,
 )
 from crm_contacts.domain.model import Identity, IdentityKind
+from crmkit.fields import FieldDefinition, FieldType
 
 TEXT = ('\ufeffE-mail,Name,Note\r\n'
         'a@example.com,"Ann, the ""first""","two\nlines"\r\n'

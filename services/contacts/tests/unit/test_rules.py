@@ -4,10 +4,11 @@ from uuid import uuid4
 import pytest
 
 from crm_contacts.domain.errors import FieldError
-from crm_contacts.domain.fields import Entity, FieldDefinition, FieldType, parse_text_value, validate_custom
+from crm_contacts.domain.fields import Entity
 from crm_contacts.domain.model import Contact, Identity, IdentityKind, LifecycleStage, normalise_phone
 from crm_contacts.domain.rules import merge_choices, merged_identities, merged_values, validate_changes
 from crm_contacts.service.contacts import search_query
+from crmkit.fields import FieldDefinition, FieldType, parse_text_value, validate_custom
 
 PLAN = FieldDefinition(Entity.CONTACT, "plan", "Plan", FieldType.ENUM, ("free", "pro"))
 SEATS = FieldDefinition(Entity.CONTACT, "seats", "Seats", FieldType.NUMBER)

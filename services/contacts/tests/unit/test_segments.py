@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crm_contacts.domain.fields import Entity, FieldDefinition, FieldType
+from crm_contacts.domain.fields import Entity
 from crm_contacts.domain.model import IdentityKind
 from crm_contacts.domain.segments import (
     MAX_DEPTH,
@@ -27,6 +27,7 @@ from crm_contacts.domain.segments import (
     validate_name,
 )
 from crm_contacts.store.segment_sql import Predicate, compile_rule, compiled_rules
+from crmkit.fields import FieldDefinition, FieldType
 
 FIELDS = {
     f.key: f for f in (

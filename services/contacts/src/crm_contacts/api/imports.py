@@ -21,11 +21,11 @@ from starlette.requests import ClientDisconnect
 
 from crm_contacts.api.deps import Reader, Writer
 from crm_contacts.api.schemas import ContactOut
-from crm_contacts.domain.fields import FieldDefinition
 from crm_contacts.domain.imports import FileTooLarge, ImportJob, InvalidCsv, OnDuplicate
 from crm_contacts.domain.model import Contact, IdentityKind
 from crm_contacts.service.exports import Export, ExportFilter, ExportsService
 from crm_contacts.service.imports import MAX_PAGE, ImportsService
+from crmkit.fields import FieldDefinition
 from crmkit.problems import Problem
 from crmkit.web import state
 

@@ -21,10 +21,11 @@ from crm_contacts.api.schemas import (
     TimelineEntryOut,
     TimelinePageOut,
 )
-from crm_contacts.domain.fields import Entity, FieldDefinition, FieldType
+from crm_contacts.domain.fields import Entity
 from crm_contacts.service import MAX_PAGE
 from crm_contacts.store.contacts import ContactFilter
 from crmkit.etags import etag, expected_version
+from crmkit.fields import FieldDefinition, FieldType
 from crmkit.problems import NotFound, Problem
 
 router = APIRouter(prefix="/v1", tags=["contacts"])

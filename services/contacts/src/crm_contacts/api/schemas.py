@@ -6,9 +6,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm_contacts.domain.fields import FieldDefinition
 from crm_contacts.domain.model import Company, Contact, TimelineEntry
 from crm_contacts.store.audit import AuditEntry
+from crmkit.fields import FieldDefinition
 
 
 class IdentityIn(BaseModel):
@@ -160,7 +160,7 @@ class FieldOut(BaseModel):
 
     @classmethod
     def of(cls, definition: FieldDefinition) -> FieldOut:
-        return cls(entity=definition.entity.value, key=definition.key, label=definition.label,
+        return cls(entity=str(definition.entity), key=definition.key, label=definition.label,
                    type=definition.type.value, options=list(definition.options))
 
 

@@ -1,4 +1,8 @@
-from dataclasses import dataclass
+from crmkit.fields import FieldError
+
+# FieldError is crmkit's (custom fields share it); importable from here with the domain's errors.
+__all__ = ["Conflict", "ContactsError", "DuplicateIdentities", "FieldError", "InvalidCursor", "InvalidFields",
+           "InvalidIdentity", "NotFound", "VersionMismatch"]
 
 
 class ContactsError(Exception):
@@ -15,17 +19,6 @@ class InvalidIdentity(ContactsError):
 class InvalidCursor(ContactsError):
     def __init__(self) -> None:
         super().__init__("the cursor is not one this API gave out")
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One invalid field of a request: its path (``emails[1]``, ``custom_fields.plan``) and why."""
-
-    field: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
 
 
 class InvalidFields(ContactsError):

@@ -19,9 +19,9 @@ from typing import Any
 from uuid import UUID
 
 from crm_contacts.domain.errors import ContactsError, FieldError
-from crm_contacts.domain.fields import FieldDefinition, parse_text_value
 from crm_contacts.domain.model import Identity, IdentityKind
 from crm_contacts.domain.rules import OTHER_KINDS, ContactChanges, validate_changes
+from crmkit.fields import FieldDefinition, parse_text_value
 
 MAX_MAPPED_COLUMNS = 200
 MAX_COLUMN_NAME = 200

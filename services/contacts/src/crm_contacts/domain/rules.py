@@ -13,7 +13,6 @@ from typing import Any
 from uuid import UUID
 
 from crm_contacts.domain.errors import FieldError, InvalidIdentity
-from crm_contacts.domain.fields import FieldDefinition, validate_custom
 from crm_contacts.domain.model import (
     Contact,
     Identity,
@@ -21,6 +20,7 @@ from crm_contacts.domain.model import (
     LifecycleStage,
     normalise_identity,
 )
+from crmkit.fields import FieldDefinition, validate_custom
 
 MAX_NAME = 200
 MAX_TAGS = 50

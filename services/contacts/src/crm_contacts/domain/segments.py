@@ -19,8 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 from crm_contacts.domain.errors import ContactsError
-from crm_contacts.domain.fields import FieldDefinition, FieldType
 from crm_contacts.domain.model import IdentityKind, LifecycleStage
+from crmkit.fields import FieldDefinition, FieldType
 
 MAX_DEPTH = 8
 MAX_RULES = 100
@@ -302,7 +302,7 @@ class _Parser:
             return COMPANY_FIELDS[rest], ()
         if prefix == "custom" and rest:
             field = self.fields.get(rest)
-            if field is None or field.entity.value != "contact":
+            if field is None or field.entity != "contact":
                 self.fail(path, f"no custom contact field {rest[:40]!r} in this workspace")
                 return None
             custom = CUSTOM_KINDS.get(field.type)

@@ -10,12 +10,13 @@ from uuid import UUID
 
 from crm_contacts.domain import events
 from crm_contacts.domain.errors import FieldError, InvalidFields, NotFound, VersionMismatch
-from crm_contacts.domain.fields import Entity, defined_only, validate_custom
+from crm_contacts.domain.fields import Entity
 from crm_contacts.domain.model import Company
 from crm_contacts.store import audit, companies
 from crm_contacts.store import fields as field_store
 from crm_contacts.store.contacts import ContactsStore
 from crm_contacts.wire import company_changed
+from crmkit.fields import defined_only, validate_custom
 from crmkit.ids import uuid7
 from crmkit.pagination import decode_cursor, encode_cursor
 from crmkit.postgres import PgDatabase, PgUnitOfWork

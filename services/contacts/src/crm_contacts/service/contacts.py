@@ -21,7 +21,7 @@ from crm_contacts.domain.errors import (
     NotFound,
     VersionMismatch,
 )
-from crm_contacts.domain.fields import Entity, FieldDefinition, check_definition, defined_only
+from crm_contacts.domain.fields import Entity
 from crm_contacts.domain.model import (
     PHONE_KINDS,
     Contact,
@@ -44,6 +44,7 @@ from crm_contacts.store import fields as field_store
 from crm_contacts.store.audit import AuditEntry
 from crm_contacts.store.contacts import SORTS, ContactFilter, ContactsStore
 from crm_contacts.wire import contact_created, contact_updated
+from crmkit.fields import FieldDefinition, check_definition, defined_only
 from crmkit.ids import uuid7
 from crmkit.kafka import Delivered
 from crmkit.pagination import decode_cursor, encode_cursor

@@ -12,11 +12,12 @@ from datetime import datetime
 from uuid import UUID
 
 from crm_contacts.domain.errors import NotFound
-from crm_contacts.domain.fields import Entity, FieldDefinition, defined_only
+from crm_contacts.domain.fields import Entity
 from crm_contacts.domain.model import Contact
 from crm_contacts.store import fields as field_store
 from crm_contacts.store import imports as store
 from crm_contacts.store.contacts import ContactsStore
+from crmkit.fields import FieldDefinition, defined_only
 from crmkit.postgres import PgDatabase
 
 EXPORT_PAGE = 1000

@@ -22,7 +22,7 @@ from uuid import UUID
 import asyncpg
 
 from crm_contacts.domain.errors import Conflict, InvalidFields, NotFound
-from crm_contacts.domain.fields import Entity, FieldDefinition
+from crm_contacts.domain.fields import Entity
 from crm_contacts.domain.imports import (
     FINISHED,
     CsvStream,
@@ -40,6 +40,7 @@ from crm_contacts.domain.imports import (
 from crm_contacts.service.import_batch import apply_batch
 from crm_contacts.store import fields as field_store
 from crm_contacts.store import imports as store
+from crmkit.fields import FieldDefinition
 from crmkit.ids import uuid7
 from crmkit.pagination import decode_cursor, encode_cursor
 from crmkit.postgres import PgDatabase, PgUnitOfWork

@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from crm_contacts.domain.errors import Conflict, FieldError, InvalidFields, NotFound, VersionMismatch
-from crm_contacts.domain.fields import Entity, defined_only
+from crm_contacts.domain.fields import Entity
 from crm_contacts.domain.model import Contact
 from crm_contacts.domain.rules import merge_choices, merged_values
 from crm_contacts.service.segments import reevaluate_membership
@@ -23,6 +23,7 @@ from crm_contacts.store import fields as field_store
 from crm_contacts.store.contacts import ContactsStore
 from crm_contacts.store.merges import MergeRecord
 from crm_contacts.wire import contact_merged, contact_updated
+from crmkit.fields import defined_only
 from crmkit.postgres import PgDatabase
 
 

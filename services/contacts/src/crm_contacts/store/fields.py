@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from crm_contacts.domain.fields import Entity, FieldDefinition, FieldType
+from crm_contacts.domain.fields import Entity
+from crmkit.fields import FieldDefinition, FieldType
 
 
 async def definitions(
@@ -24,7 +25,7 @@ async def insert(conn: asyncpg.Connection, workspace_id: str, definition: FieldD
     return await conn.fetchval(
         "INSERT INTO field_definitions (workspace_id, entity, key, label, type, options)"
         " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
-        workspace_id, definition.entity.value, definition.key, definition.label, definition.type.value,
+        workspace_id, str(definition.entity), definition.key, definition.label, definition.type.value,
         list(definition.options),
     ) is not None
 

@@ -14,7 +14,6 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from crm_contacts.domain.fields import FieldDefinition
 from crm_contacts.domain.segments import (
     CONTACT_FIELDS,
     AllOf,
@@ -29,6 +28,7 @@ from crm_contacts.domain.segments import (
     Rule,
     parse_rules,
 )
+from crmkit.fields import FieldDefinition
 
 
 @dataclass(frozen=True)

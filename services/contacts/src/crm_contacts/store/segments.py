@@ -18,13 +18,14 @@ from uuid import UUID
 
 import asyncpg
 
-from crm_contacts.domain.fields import Entity, FieldDefinition, defined_only
+from crm_contacts.domain.fields import Entity
 from crm_contacts.domain.segment_events import MembershipChange
 from crm_contacts.domain.segment_model import AudienceMember, ConsentState, Segment
 from crm_contacts.domain.segments import InvalidSegment
 from crm_contacts.store import fields as field_store
 from crm_contacts.store.contacts import ContactsStore
 from crm_contacts.store.segment_sql import Predicate, compiled_rules
+from crmkit.fields import FieldDefinition, defined_only
 
 log = logging.getLogger(__name__)
 

@@ -3,22 +3,14 @@ api/errors.py turns each into problem+json. Pure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from crmkit.fields import FieldError
+
+# FieldError is crmkit's (custom fields share it); importable from here with the domain's errors.
+__all__ = ["FieldError", "InvalidFields", "NotFound", "TicketingError", "VersionMismatch"]
 
 
 class TicketingError(Exception):
     """Base of what ticketing's rules refuse."""
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One invalid field of a request: its path and why."""
-
-    field: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
 
 
 class InvalidFields(TicketingError):
