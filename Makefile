@@ -11,7 +11,7 @@ PYTEST := $(PY) -m pytest
 PROTOS := $(shell find proto -name '*.proto')
 STUBS := libs/crmproto/src/crm/.generated
 
-.PHONY: help install system-packages dev test test-unit test-int e2e proto lint bench bench-contacts down clean
+.PHONY: help install system-packages dev test test-unit test-int e2e proto lint bench bench-contacts bench-ticketing down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,6 +63,11 @@ bench-contacts: install ## contacts at 1M: reads, ResolveIdentities, segments, d
 	$(PY) bench/contacts_reads.py
 	$(PY) bench/contacts_duplicates.py --contacts 1000000
 	$(PY) bench/contacts_import.py --rows 1000000
+
+bench-ticketing: install ## ticketing: interactions threaded/s; list and views at 1M tickets; the SLA scheduler at 100k
+	$(PY) bench/ticketing_threading.py
+	$(PY) bench/ticketing_reads.py --tickets 1000000
+	$(PY) bench/ticketing_sla.py --tickets 100000
 
 down: ## stop whatever `make dev` left running
 	@if [ -x $(PY) ]; then $(PY) deploy/local/devstack.py down; fi

@@ -124,6 +124,11 @@ class Runtime:
         self._stack.push_async_callback(channel.close)
         return channel
 
+    def background(self, coro: Any, name: str) -> None:
+        """Run ``coro`` (a loop that handles its own errors) until the process stops: it is
+        cancelled and awaited on the way out, before what was started ahead of it closes."""
+        self._background(coro, name)
+
     def _background(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
 

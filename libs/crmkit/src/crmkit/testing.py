@@ -84,17 +84,23 @@ def interaction_event(
     in_reply_to: str = "",
     references: tuple[str, ...] = (),
     kind: str = "message",
+    channel: str = "email",
+    conversation_id: str = "",
+    sender: tuple[str, str] = ("email", "someone@example.com"),
+    text: str = "hello",
 ) -> Event:
-    """A ``crm.interactions.v1`` event as ingest publishes it, for consumers' tests."""
+    """A ``crm.interactions.v1`` event as ingest publishes it, for consumers' tests.
+    ``sender`` is the identity's kind as contacts names it and its value."""
     from crm.common.v1 import common_pb2
     from crm.ingest.v1 import events_pb2, interaction_pb2
 
     item = interaction_pb2.Interaction(
         id=interaction_id, workspace_id=workspace, contact_id=contact_id,
-        channel=common_pb2.CHANNEL_EMAIL, direction=interaction_pb2.DIRECTION_INBOUND,
-        subject=subject, text="hello", kind=f"INTERACTION_KIND_{kind.upper()}",
+        channel=f"CHANNEL_{channel.upper()}", direction=interaction_pb2.DIRECTION_INBOUND,
+        sender=common_pb2.Identity(kind=f"IDENTITY_KIND_{sender[0].upper()}", value=sender[1]),
+        subject=subject, text=text, kind=f"INTERACTION_KIND_{kind.upper()}",
         thread=interaction_pb2.ThreadKeys(message_id=message_id, in_reply_to=in_reply_to,
-                                          references=list(references)),
+                                          references=list(references), conversation_id=conversation_id),
     )
     item.occurred_at.FromDatetime(occurred_at)
     return make_event(topic=INTERACTIONS, type="crm.interactions.interaction.recorded.v1",

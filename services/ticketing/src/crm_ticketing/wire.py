@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from uuid import UUID
 
 from google.protobuf.message import Message
@@ -15,6 +15,7 @@ from crm.ingest.v1 import interaction_pb2, outbound_pb2
 from crm.ticketing.v1 import events_pb2, ticketing_pb2
 from crm_ticketing.domain import events
 from crm_ticketing.domain.model import ContactMerge, InboundMessage, Ticket, TicketStatus
+from crm_ticketing.domain.replies import DeliveryReport, SentReply
 from crmkit.contacts import identity
 from crmkit.kafka import Event, make_event
 from crmkit.topics import OUTBOUND, TICKETS
@@ -36,6 +37,10 @@ def inbound_message_of(recorded: ingest_events.InteractionRecorded) -> InboundMe
         text=item.text,
         sender_kind=common_pb2.IdentityKind.Name(item.sender.kind).removeprefix("IDENTITY_KIND_").lower(),
         sender=item.sender.value,
+        attachments=tuple(
+            {"ref": f"/v1/interactions/{item.id}/attachments/{a.index}", "filename": a.filename,
+             "content_type": a.content_type, "size": a.size}
+            for a in item.attachments if a.stored),
     )
 
 
@@ -61,11 +66,12 @@ def ticket_to_proto(ticket: Ticket) -> ticketing_pb2.Ticket:
     return message
 
 
-def ticket_created(ticket: Ticket, interaction_id: str) -> Event:
+def ticket_created(ticket: Ticket, interaction_id: str, follow_up_of: UUID | None = None) -> Event:
     return make_event(
         topic=TICKETS, type=events.TICKET_CREATED, source=events.SOURCE,
         workspace=ticket.workspace_id, subject=str(ticket.contact_id),
-        payload=events_pb2.TicketCreated(ticket=ticket_to_proto(ticket), interaction_id=interaction_id),
+        payload=events_pb2.TicketCreated(ticket=ticket_to_proto(ticket), interaction_id=interaction_id,
+                                         follow_up_of=str(follow_up_of) if follow_up_of else ""),
     )
 
 
@@ -75,7 +81,10 @@ def ticket_fields_to_proto(ticket: Ticket) -> events_pb2.TicketFields:
         type=f"TICKET_TYPE_{ticket.type.name}" if ticket.type else "TICKET_TYPE_UNSPECIFIED",
         tags=list(ticket.tags),
         version=ticket.version,
+        team_id=str(ticket.team_id or ""),
+        assignee=ticket.assignee or "",
     )
+    fields.custom_fields.update(dict(ticket.custom_fields))
     if ticket.updated_at is not None:
         fields.updated_at.FromDatetime(ticket.updated_at)
     if ticket.solved_at is not None:
@@ -118,3 +127,40 @@ def outbound_to_requester(ticket: Ticket, outbound_id: str, text: str, *, subjec
         origin=events.ORIGIN, reference=reference or str(ticket.id))
     return make_event(topic=OUTBOUND, type=events.OUTBOUND_REQUESTED, source=events.SOURCE,
                       workspace=ticket.workspace_id, subject=str(ticket.contact_id), payload=message)
+
+
+def ticket_assigned(before: Ticket, after: Ticket, *, queue_id: UUID | None, actor: str,
+                    reason: str) -> Event:
+    """``ticket.assigned``: the ticket's team or assignee went from ``before``'s to ``after``'s."""
+    return make_event(
+        topic=TICKETS, type=events.TICKET_ASSIGNED, source=events.SOURCE, workspace=after.workspace_id,
+        subject=str(after.contact_id),
+        payload=events_pb2.TicketAssigned(
+            ticket=ticket_to_proto(after), fields=ticket_fields_to_proto(after),
+            team_id=str(after.team_id or ""), assignee=after.assignee or "",
+            previous_assignee=before.assignee or "", previous_team_id=str(before.team_id or ""),
+            queue_id=str(queue_id or ""), actor=actor, reason=reason))
+
+
+def message_added(ticket: Ticket, message_id: str, kind: str, author: str, occurred_at: datetime,
+                  macro_id: UUID | None = None) -> Event:
+    """``message.added``: an agent's reply or note, without its text."""
+    payload = events_pb2.TicketMessageAdded(
+        ticket_id=str(ticket.id), workspace_id=ticket.workspace_id, contact_id=str(ticket.contact_id),
+        message_id=message_id, kind=kind, author=author, macro_id=str(macro_id) if macro_id else "")
+    payload.occurred_at.FromDatetime(occurred_at)
+    return make_event(topic=TICKETS, type=events.MESSAGE_ADDED, source=events.SOURCE,
+                      workspace=ticket.workspace_id, subject=str(ticket.contact_id), payload=payload)
+
+
+def sent_reply_of(recorded: ingest_events.InteractionRecorded) -> SentReply:
+    """An outbound interaction ingest recorded: which request it delivered, as what message."""
+    item = recorded.interaction
+    return SentReply(workspace_id=item.workspace_id, outbound_id=item.outbound_id,
+                     message_id=item.thread.message_id)
+
+
+def delivery_report_of(update: ingest_events.DeliveryUpdated, workspace_id: str) -> DeliveryReport:
+    return DeliveryReport(workspace_id=workspace_id, outbound_id=update.outbound_id, status=update.status,
+                          error=update.error[:1000],
+                          at=update.at.ToDatetime(tzinfo=UTC) if update.HasField("at") else None)

@@ -81,16 +81,22 @@ async def history(client: httpx.AsyncClient, infra: InfraSettings, ticket_id: st
 
 
 async def events_of(consumer: AIOKafkaConsumer, contact: str, count: int) -> list[Envelope]:
+    """The ticket events (ticket.*) about the contact's tickets; surveys and SLA alerts on the
+    same key are other tests' business."""
     found: list[Envelope] = []
+
+    def take(records: list[Any]) -> list[Envelope]:
+        envelopes = [Envelope.from_record(r.headers, r.value) for r in records
+                     if r.key == f"{WS}:{contact}".encode()]
+        return [e for e in envelopes if e.type.startswith("crm.tickets.ticket.")]
+
     async with asyncio.timeout(45):
         while len(found) < count:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                found += [Envelope.from_record(r.headers, r.value) for r in records
-                          if r.key == f"{WS}:{contact}".encode()]
+                found += take(records)
     await asyncio.sleep(1)  # nothing more is coming
     for records in (await consumer.getmany(timeout_ms=500)).values():
-        found += [Envelope.from_record(r.headers, r.value) for r in records
-                  if r.key == f"{WS}:{contact}".encode()]
+        found += take(records)
     return found
 
 
@@ -246,3 +252,52 @@ async def test_another_workspace_sees_no_such_ticket(client: httpx.AsyncClient, 
     assert (await client.patch(f"/v1/tickets/{tid}", json={"status": "open"},
                                headers=reader | {"If-Match": '"1"'})).status_code == 403
     assert (await client.get(f"/v1/tickets/{tid}", headers=agent(infra))).json()["version"] == 1
+
+
+async def test_custom_fields_are_defined_by_an_admin_checked_set_cleared_and_kept_in_history(
+    client: httpx.AsyncClient, infra: InfraSettings, consumer: AIOKafkaConsumer
+) -> None:
+    admin = bearer(token_for(infra, WS, roles=("admin",), subject="boss"))
+    plan = {"key": f"plan_{uuid7().hex[-6:]}", "label": "Plan", "type": "enum", "options": ["free", "pro"]}
+    seats = {"key": f"seats_{uuid7().hex[-6:]}", "label": "Seats", "type": "number"}
+    assert (await client.post("/v1/ticket-fields", json=plan, headers=agent(infra))).status_code == 403
+    for definition in (plan, seats):
+        assert (await client.post("/v1/ticket-fields", json=definition, headers=admin)).status_code == 201
+    again = await client.post("/v1/ticket-fields", json=plan, headers=admin)
+    assert (again.status_code, again.json()["type"].rsplit("/", 1)[-1]) == (409, "field-exists")
+    bad = await client.post("/v1/ticket-fields", json={"key": "Bad Key", "label": "x", "type": "enum"},
+                            headers=admin)
+    assert sorted(e["field"] for e in bad.json()["errors"]) == ["key", "options"]
+    listed = (await client.get("/v1/ticket-fields", headers=agent(infra))).json()["items"]
+    assert {plan["key"], seats["key"]} <= {f["key"] for f in listed}
+
+    contact = str(uuid7())
+    ticket = await open_ticket(client, infra, contact, f"cf-{contact}@x")
+    tid = ticket["id"]
+    refused = await patch(client, infra, tid, {"custom_fields": {plan["key"]: "gold", seats["key"]: "ten",
+                                                                 "nope": 1}}, 1)
+    assert refused.status_code == 422
+    assert sorted(e["field"] for e in refused.json()["errors"]) == sorted(
+        [f"custom_fields.{plan['key']}", f"custom_fields.{seats['key']}", "custom_fields.nope"])
+
+    done = await patch(client, infra, tid, {"custom_fields": {plan["key"]: "pro", seats["key"]: 12}}, 1)
+    assert (done.status_code, done.json()["custom_fields"], done.json()["version"]) == (
+        200, {plan["key"]: "pro", seats["key"]: 12}, 2)
+    cleared = await patch(client, infra, tid, {"custom_fields": {seats["key"]: None}}, 2)
+    assert cleared.json()["custom_fields"] == {plan["key"]: "pro"}
+    entries = await history(client, infra, tid)
+    assert [(e["field"], e["old"], e["new"]) for e in entries] == [
+        (f"custom_fields.{seats['key']}", 12, None),
+        (f"custom_fields.{seats['key']}", None, 12), (f"custom_fields.{plan['key']}", None, "pro")]
+
+    found = await events_of(consumer, contact, 3)
+    updated = found[-1].parse(events_pb2.TicketUpdated)
+    assert isinstance(updated, events_pb2.TicketUpdated)
+    assert (list(updated.changed), dict(updated.fields.custom_fields)) == (
+        [f"custom_fields.{seats['key']}"], {plan["key"]: "pro"})
+
+    # A removed definition's values are no longer shown.
+    assert (await client.delete(f"/v1/ticket-fields/{plan['key']}", headers=admin)).status_code == 204
+    shown = (await client.get(f"/v1/tickets/{tid}", headers=agent(infra))).json()
+    assert shown["custom_fields"] == {}
+    assert (await client.delete(f"/v1/ticket-fields/{plan['key']}", headers=admin)).status_code == 404

@@ -17,6 +17,7 @@ from crm_ticketing.domain.transitions import (
     parse_changes,
     reopened_by_reply,
 )
+from crmkit.fields import FieldDefinition, FieldType
 
 S = TicketStatus
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -83,7 +84,7 @@ def test_only_what_changes_is_recorded_and_nothing_changed_keeps_the_version() -
 
 def test_every_bad_field_is_named_at_once() -> None:
     with pytest.raises(InvalidFields) as error:
-        parse_changes({"status": "done", "priority": None, "type": "bug", "tags": "a,b", "assignee": "x"})
+        parse_changes({"status": "done", "priority": None, "type": "bug", "tags": "a,b", "assignee": 7})
     assert sorted(e.field for e in error.value.errors) == ["assignee", "priority", "status", "tags", "type"]
 
 
@@ -105,3 +106,31 @@ def test_a_customer_reply_reopens_solved_pending_and_on_hold_tickets(before: Tic
     assert reopened.status is after
     assert bool(changes) is (before is not after)
     assert reopened.solved_at is None
+
+
+PLAN = FieldDefinition("ticket", "plan", "Plan", FieldType.ENUM, ("free", "pro"))
+SEATS = FieldDefinition("ticket", "seats", "Seats", FieldType.NUMBER)
+
+
+def test_custom_fields_are_checked_against_the_workspaces_definitions() -> None:
+    definitions = {"plan": PLAN, "seats": SEATS}
+    assert parse_changes({"custom_fields": {"plan": "pro", "seats": None}}, definitions) == {
+        "custom_fields": {"plan": "pro", "seats": None}}
+    with pytest.raises(InvalidFields) as caught:
+        parse_changes({"custom_fields": {"plan": "gold", "seats": True, "colour": "red"}}, definitions)
+    assert sorted(e.field for e in caught.value.errors) == [
+        "custom_fields.colour", "custom_fields.plan", "custom_fields.seats"]
+    with pytest.raises(InvalidFields) as caught:
+        parse_changes({"custom_fields": ["plan"]}, definitions)
+    assert [e.field for e in caught.value.errors] == ["custom_fields"]
+
+
+def test_custom_field_values_merge_a_null_clears_one_and_each_key_is_a_change() -> None:
+    before = ticket(custom_fields={"plan": "free", "seats": 3})
+    after, changes = apply_changes(before, {"custom_fields": {"plan": "pro", "seats": None}}, NOW)
+    assert dict(after.custom_fields) == {"plan": "pro"}
+    assert [(c.field, c.old, c.new) for c in changes] == [
+        ("custom_fields.plan", "free", "pro"), ("custom_fields.seats", 3, None)]
+    assert after.version == before.version + 1
+    same, none = apply_changes(after, {"custom_fields": {"plan": "pro"}}, NOW)
+    assert (same, none) == (after, [])

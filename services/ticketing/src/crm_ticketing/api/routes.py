@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_ticketing.domain.model import Ticket, TicketPriority, TicketStatus, TicketType
-from crm_ticketing.service import MAX_PAGE, InvalidCursor, TicketingService
+from crm_ticketing.domain.views import DEFAULT_SORT, parse_filter
+from crm_ticketing.service import MAX_PAGE, InvalidCursor, TicketingService, ViewsService
 from crm_ticketing.store.tickets import HistoryEntry
 from crmkit.auth import Principal, require
 from crmkit.etags import etag, expected_version
@@ -41,6 +42,10 @@ class TicketOut(BaseModel):
     created_at: datetime
     updated_at: datetime | None
     solved_at: datetime | None
+    team_id: UUID | None = None
+    assignee: str | None = Field(default=None, description="The agent working it (their subject)")
+    custom_fields: dict[str, Any] = Field(default_factory=dict,
+                                          description="Values of the workspace's ticket fields, by key")
 
     @classmethod
     def of(cls, ticket: Ticket) -> TicketOut:
@@ -48,7 +53,8 @@ class TicketOut(BaseModel):
                    subject=ticket.subject, status=ticket.status.value, priority=ticket.priority,
                    type=ticket.type, tags=list(ticket.tags), version=ticket.version,
                    message_count=ticket.message_count, created_at=ticket.created_at,
-                   updated_at=ticket.updated_at, solved_at=ticket.solved_at)
+                   updated_at=ticket.updated_at, solved_at=ticket.solved_at, team_id=ticket.team_id,
+                   assignee=ticket.assignee, custom_fields=dict(ticket.custom_fields))
 
 
 class TicketPageOut(BaseModel):
@@ -69,6 +75,13 @@ class TicketUpdate(BaseModel):
                       description="null clears it")
     tags: Any = Field(default=None, json_schema_extra={"type": "array", "items": {"type": "string"}},
                       description="The whole set; lower-cased, at most 50, each without spaces or commas")
+    custom_fields: Any = Field(default=None, json_schema_extra={"type": "object"},
+                               description="Values by key of the fields defined at /v1/ticket-fields; "
+                                           "the keys sent change, null clears one")
+    assignee: Any = Field(default=None, json_schema_extra={"type": "string"},
+                          description="An active agent's id (422 else); null unassigns")
+    team_id: Any = Field(default=None, json_schema_extra={"type": "string", "format": "uuid"},
+                         description="A team's id (422 else); null clears it")
 
 
 class HistoryEntryOut(BaseModel):
@@ -92,10 +105,31 @@ class HistoryPageOut(BaseModel):
 async def list_tickets(
     caller: Reader,
     service: Service,
+    views: Annotated[ViewsService, Depends(state("views", ViewsService))],
     contact_id: UUID | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    status: Annotated[list[str] | None, Query(max_length=20)] = None,
+    priority: Annotated[list[str] | None, Query(max_length=20)] = None,
+    channel: Annotated[list[str] | None, Query(max_length=20)] = None,
+    tag: Annotated[list[str] | None, Query(max_length=64)] = None,
+    assignee: Annotated[str | None, Query(max_length=200)] = None,
+    team_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TicketPageOut:
+    """Newest first. Optional filters, as a saved view's: any of the `status`, `priority` and
+    `channel` values given (repeat the parameter), every `tag` given, `assignee` (a subject,
+    `me` or `unassigned`) and `team_id` (or `unassigned`); a 422 names each bad one."""
+    raw: dict[str, Any] = {name: value for name, value in (
+        ("status", status), ("priority", priority), ("channel", channel), ("assignee", assignee),
+        ("team_id", team_id)) if value is not None}
+    if tag:
+        raw["tags"] = {"all": tag}
+    if raw:
+        if contact_id is not None:
+            raw["contact_id"] = str(contact_id)
+        found = await views.find_tickets(caller.workspace_id, caller.subject, parse_filter(raw, prefix=""),
+                                         DEFAULT_SORT, cursor, limit)
+        return TicketPageOut(items=[TicketOut.of(t) for t in found.items], next_cursor=found.next_cursor)
     try:
         page = await service.list_tickets(caller.workspace_id, contact_id, cursor, limit)
     except InvalidCursor as exc:

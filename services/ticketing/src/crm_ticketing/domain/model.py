@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
+
+from crm_ticketing.domain.replies import token_in, token_key
 
 
 class TicketStatus(StrEnum):
@@ -51,6 +55,9 @@ class InboundMessage:
     # The identity they wrote from, as contacts names its kind ("email", "chat_visitor"...).
     sender_kind: str = ""
     sender: str = ""
+    # References to the files that came with it, kept by ingest: {ref, filename, content_type,
+    # size}, ref being ingest's download path.
+    attachments: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,16 +89,27 @@ class Ticket:
     # Where replies go: the identity the customer wrote from when it opened.
     requester_kind: str = ""
     requester: str = ""
+    # Who works it: a team and an agent (the agent's subject); None when not assigned.
+    team_id: UUID | None = None
+    assignee: str | None = None
+    # Custom field values by key (crmkit.fields checks them against the workspace's
+    # definitions); a key is absent rather than null.
+    custom_fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 def parent_keys(message: InboundMessage) -> list[str]:
-    """Keys of earlier messages this one answers, most specific first. Never the subject."""
+    """Keys of earlier messages this one answers, most specific first. Never the subject
+    alone: only a ticket token in it (``[#token]``, as replies' subjects carry), last, as the
+    fallback for a customer's email whose client lost In-Reply-To and References."""
     keys: list[str] = []
     if message.conversation_id:
         keys.append(f"conv:{message.channel}:{message.conversation_id}")
     if message.in_reply_to:
         keys.append(f"msgid:{message.in_reply_to}")
     keys.extend(f"msgid:{ref}" for ref in reversed(message.references))
+    token = token_in(message.subject)
+    if token:
+        keys.append(token_key(token))
     return list(dict.fromkeys(keys))
 
 

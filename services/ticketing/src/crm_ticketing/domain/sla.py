@@ -484,3 +484,51 @@ def _reached(
             return add_business_time(calendar, start, amount - spent)
         spent += lengths[index]
     return None
+
+
+# -- a ticket's history from what is stored ----------------------------------------------------
+
+TIER_TAG = "tier:"
+"""A ticket's customer tier, for policy conditions, is its tag ``tier:<name>`` (for now)."""
+
+
+def tier_of(tags: Iterable[str]) -> str:
+    """The name of the first ``tier:<name>`` tag, else "" (which matches only "any")."""
+    return next((tag[len(TIER_TAG):] for tag in tags if tag.startswith(TIER_TAG)), "")
+
+
+@dataclass(frozen=True)
+class StoredFact:
+    """A stored fact that may move a clock: a message (``direction`` inbound, reply or note)
+    or a status change (``status``)."""
+
+    at: datetime
+    direction: str = ""
+    status: TicketStatus | None = None
+
+
+def history_of(created_at: datetime, facts: Sequence[StoredFact], now: datetime) -> list[TicketEvent]:
+    """The history :func:`compute_clock` takes, from a ticket's stored facts in the order they
+    were stored (messages, then status changes, is fine): the first inbound message is the one
+    that opened the ticket (not a reply), later ones are customer replies, ``reply`` messages
+    are agent replies, notes are not clock events. Times are the stored ones, held within
+    ``[created_at, now]`` (a provider's clock may run ahead of ours) and sorted stably, so a
+    history is always valid."""
+    at_now = _utc(now, "now")
+    start = min(_utc(created_at, "created_at"), at_now)
+    events: list[TicketEvent] = []
+    opening_seen = False
+    for fact in sorted(facts, key=lambda f: f.at):
+        at = min(max(_utc(fact.at, "a fact's time"), start), at_now)
+        if fact.status is not None:
+            events.append(TicketEvent(at, EventKind.STATUS_CHANGED, fact.status))
+        elif fact.direction == "inbound":
+            if opening_seen:
+                events.append(TicketEvent(at, EventKind.CUSTOMER_REPLIED))
+            opening_seen = True
+        elif fact.direction == "reply":
+            events.append(TicketEvent(at, EventKind.AGENT_REPLIED))
+    return [TicketEvent(start, EventKind.CREATED), *events]
+
+
+__all__ += ["TIER_TAG", "StoredFact", "history_of", "tier_of"]

@@ -6,12 +6,15 @@ meant to open a new ticket linked to it (not built yet).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from crm_ticketing.domain.errors import FieldError, InvalidFields, TicketingError
 from crm_ticketing.domain.model import Ticket, TicketPriority, TicketStatus, TicketType
+from crmkit.fields import FieldDefinition, validate_custom
 
 S = TicketStatus
 
@@ -60,13 +63,18 @@ class FieldChange:
     new: Any
 
 
-_FIELDS = ("status", "priority", "type", "tags")
+_FIELDS = ("status", "priority", "type", "tags", "assignee", "team_id", "custom_fields")
+_CUSTOM = "custom_fields"
+MAX_ASSIGNEE_LENGTH = 200
 
 
-def parse_changes(raw: dict[str, Any]) -> dict[str, Any]:
+def parse_changes(raw: dict[str, Any], definitions: Mapping[str, FieldDefinition] | None = None
+                  ) -> dict[str, Any]:
     """The fields a write sets, as domain values: ``status``, ``priority`` (never null),
     ``type`` (null clears it) and ``tags`` (the whole set; trimmed, lower-cased, duplicates
-    dropped, in the order sent). Raises InvalidFields naming every bad field, unknown ones too."""
+    dropped, in the order sent), ``assignee`` and ``team_id`` (null clears them), and
+    ``custom_fields`` (the keys sent, checked against the workspace's ``definitions``; null
+    clears one). Raises InvalidFields naming every bad field, unknown ones too."""
     errors: list[FieldError] = [FieldError(name, "not a field of a ticket") for name in raw
                                 if name not in _FIELDS]
     values: dict[str, Any] = {}
@@ -81,6 +89,13 @@ def parse_changes(raw: dict[str, Any]) -> dict[str, Any]:
             values[name] = enum(value)
         except ValueError:
             errors.append(FieldError(name, "one of " + ", ".join(m.value for m in enum)))
+    errors += _assignment(raw, values)
+    if _CUSTOM in raw:
+        if isinstance(raw[_CUSTOM], dict):
+            values[_CUSTOM], custom_errors = validate_custom(dict(definitions or {}), raw[_CUSTOM])
+            errors += custom_errors
+        else:
+            errors.append(FieldError(_CUSTOM, "an object of custom field keys and values"))
     if "tags" in raw:
         tags = _tags(raw["tags"])
         if isinstance(tags, FieldError):
@@ -90,6 +105,24 @@ def parse_changes(raw: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise InvalidFields(errors)
     return values
+
+
+def _assignment(raw: dict[str, Any], values: dict[str, Any]) -> list[FieldError]:
+    """``assignee`` (an agent id, null unassigns) and ``team_id`` (a team's id, null clears it);
+    whether they exist is the assignment hook's to check."""
+    errors = []
+    if "assignee" in raw:
+        value = raw["assignee"]
+        if value is None or (isinstance(value, str) and 0 < len(value) <= MAX_ASSIGNEE_LENGTH):
+            values["assignee"] = value
+        else:
+            errors.append(FieldError("assignee", "an agent id, or null"))
+    if "team_id" in raw:
+        try:
+            values["team_id"] = None if raw["team_id"] is None else UUID(str(raw["team_id"]))
+        except ValueError:
+            errors.append(FieldError("team_id", "a team's id, or null"))
+    return errors
 
 
 def _tags(raw: Any) -> tuple[str, ...] | FieldError:
@@ -106,6 +139,8 @@ def _tags(raw: Any) -> tuple[str, ...] | FieldError:
 def _json(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, UUID):
+        return str(value)
     return value
 
 
@@ -114,8 +149,15 @@ def apply_changes(ticket: Ticket, values: dict[str, Any], now: datetime) -> tupl
     Raises InvalidTransition for a status the ticket cannot move to. Going to solved stamps
     ``solved_at``; reopening clears it. The version and ``updated_at`` move only when
     something changed."""
+    values = dict(values)
+    custom = values.pop(_CUSTOM, None)
     changes = [FieldChange(name, _json(getattr(ticket, name)), _json(value))
                for name, value in values.items() if getattr(ticket, name) != value]
+    if custom is not None:
+        changes += [FieldChange(f"{_CUSTOM}.{key}", ticket.custom_fields.get(key), value)
+                    for key, value in custom.items() if ticket.custom_fields.get(key) != value]
+        merged = {**ticket.custom_fields, **custom}
+        values[_CUSTOM] = {key: value for key, value in merged.items() if value is not None}
     if not changes:
         return ticket, []
     after = replace(ticket, **values, version=ticket.version + 1, updated_at=now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ Rows = list[dict[str, Any]]
 
 _COLUMNS = ("id, workspace_id, contact_id, channel, subject, status, message_count, created_at,"
             " requester_kind, requester")
-_READ = _COLUMNS + ", priority, type, tags, version, updated_at, solved_at"
+_READ = (_COLUMNS + ", priority, type, tags, version, updated_at, solved_at, team_id, assignee,"
+         " custom_fields::text AS custom_fields")
 
 
 def _ticket(row: Any) -> Ticket:
@@ -28,6 +30,7 @@ def _ticket(row: Any) -> Ticket:
     fields["priority"] = TicketPriority(fields["priority"])
     fields["type"] = None if fields["type"] is None else TicketType(fields["type"])
     fields["tags"] = tuple(fields["tags"])
+    fields["custom_fields"] = json.loads(fields["custom_fields"])
     return Ticket(**fields)
 
 
@@ -76,10 +79,10 @@ class TicketsStore:
     async def add_message(self, ticket_id: UUID, message: InboundMessage) -> bool:
         added = await self.conn.fetchval(
             "INSERT INTO ticket_messages (workspace_id, interaction_id, ticket_id, occurred_at,"
-            " direction, author, body) VALUES ($1, $2, $3, $4, 'inbound', $5, $6)"
+            " direction, author, body, attachments) VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7::jsonb)"
             " ON CONFLICT DO NOTHING RETURNING 1",
             message.workspace_id, message.interaction_id, ticket_id, message.occurred_at,
-            str(message.contact_id), message.text,
+            str(message.contact_id), message.text, json.dumps(list(message.attachments)),
         )
         if added:
             await self.conn.execute(
@@ -88,10 +91,13 @@ class TicketsStore:
             )
         return added is not None
 
-    async def add_keys(self, workspace_id: str, ticket_id: UUID, keys: list[str]) -> None:
+    async def add_keys(self, workspace_id: str, ticket_id: UUID, keys: list[str], *,
+                       repoint: bool = False) -> None:
+        """Keys already naming a ticket keep it, unless ``repoint``: then they name this one."""
+        conflict = "DO UPDATE SET ticket_id = EXCLUDED.ticket_id" if repoint else "DO NOTHING"
         await self.conn.executemany(
-            "INSERT INTO thread_keys (workspace_id, key, ticket_id) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING",
+            f"INSERT INTO thread_keys (workspace_id, key, ticket_id) VALUES ($1, $2, $3)"  # noqa: S608
+            f" ON CONFLICT (workspace_id, key) {conflict}",
             [(workspace_id, key, ticket_id) for key in keys],
         )
 
@@ -113,13 +119,16 @@ class TicketsStore:
         return _ticket(row) if row else None
 
     async def update_fields(self, ticket: Ticket) -> None:
-        """Writes what a change sets: status, priority, type, tags, version and the times."""
+        """Writes what a change sets: status, priority, type, tags, team, assignee, custom
+        fields, version and the times."""
         await self.conn.execute(
             "UPDATE tickets SET status = $3, priority = $4, type = $5, tags = $6::text[], version = $7,"
-            " updated_at = $8, solved_at = $9 WHERE workspace_id = $1 AND id = $2",
+            " updated_at = $8, solved_at = $9, team_id = $10, assignee = $11, custom_fields = $12::jsonb"
+            " WHERE workspace_id = $1 AND id = $2",
             ticket.workspace_id, ticket.id, ticket.status.value, ticket.priority.value,
             None if ticket.type is None else ticket.type.value, list(ticket.tags), ticket.version,
-            ticket.updated_at, ticket.solved_at,
+            ticket.updated_at, ticket.solved_at, ticket.team_id, ticket.assignee,
+            json.dumps(dict(ticket.custom_fields)),
         )
 
     async def add_history(self, ticket: Ticket, actor: str, changes: Sequence[FieldChange]) -> None:
@@ -159,6 +168,24 @@ class TicketsStore:
             *args,
         )
         return [_ticket(r) for r in rows]
+
+    async def erase_contact(self, workspace_id: str, contact_id: UUID) -> builtins.list[UUID]:
+        """Anonymise the contact's tickets (their merged contacts' tickets are theirs already):
+        no subject, no requester identity, no message text or attachment names, no thread
+        keys. Returns them."""
+        rows = await self.conn.fetch(
+            "UPDATE tickets SET subject = '', requester_kind = '', requester = '', updated_at = now()"
+            " WHERE workspace_id = $1 AND contact_id = $2 RETURNING id",
+            workspace_id, contact_id,
+        )
+        tickets = [r["id"] for r in rows]
+        await self.conn.execute(
+            "UPDATE ticket_messages SET body = '', attachments = '[]' WHERE workspace_id = $1"
+            " AND ticket_id = ANY($2::uuid[]) AND (body <> '' OR attachments <> '[]')", workspace_id, tickets)
+        await self.conn.execute(
+            "DELETE FROM thread_keys WHERE workspace_id = $1 AND ticket_id = ANY($2::uuid[])",
+            workspace_id, tickets)
+        return tickets
 
     # -- a person's data export: every stored column, oldest first -------------------------------
 
