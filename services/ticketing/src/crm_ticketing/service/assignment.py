@@ -106,10 +106,14 @@ class Assignment:
         contact: Mapping[str, str] | None = None
         routing = not manual and after.status in RETURNED and after.assignee is None and (
             change.created or (after.team_id is None and bool(_ROUTING_FIELDS & set(change.fields))))
+        route_to: Queue | None = None
         if routing:
             queues = await store.queues(ws)
             if any(q.rules.needs_contact for q in queues):
                 contact = await self._contact(after)  # before the lock: it may take a while
+            route_to = first_matching(queues, after, contact)
+            # No queue takes it: it stays unassigned and unqueued, and nothing needs the lock.
+            routing = route_to is not None
         kept = before is not None and after.assignee == before.assignee and after.status in HELD
         freed = (before.assignee if before is not None and before.assignee is not None
                  and before.status in HELD and not kept else None)
@@ -133,8 +137,7 @@ class Assignment:
                 await store.touch_assigned(ws, after.assignee, self.clock())
             uow.add(ticket_assigned(before, after, queue_id=None, actor=change.actor, reason=Reason.MANUAL))
         elif routing:
-            await self._route(uow, store, after, first_matching(queues, after, contact), change.actor,
-                              Reason.ROUTED)
+            await self._route(uow, store, after, route_to, change.actor, Reason.ROUTED)
         elif gone:
             current = await tickets.get(ws, after.id)
             if (current is not None and current.assignee is not None
