@@ -297,13 +297,13 @@ async def test_the_public_endpoint_is_rate_limited_per_address(kb: Kb) -> None:
         assert (await neighbour.get(f"/v1/public/kb/{ws}/articles")).status_code == 200
 
 
-async def test_a_ticket_opened_by_an_email_is_suggested_published_articles_on_its_subject(kb: Kb) -> None:
+async def test_a_ticket_opened_by_an_email_is_suggested_published_articles_on_its_text(kb: Kb) -> None:
     ws = workspace()
     gear = await kb.published(ws, title="Repairing a broken gear", locale="en",
                               body="<p>Send us a photo of the gear.</p>")
     refunds = await kb.published(ws, title="Refund policy", locale="en",
                                  body="<p>Broken items are refunded in full.</p>")
-    await kb.published(ws, title="Opening hours", locale="en", body="<p>We open at nine.</p>")
+    hours = await kb.published(ws, title="Opening hours", locale="en", body="<p>We open at nine.</p>")
     await kb.create(ws, title="Broken gear draft", locale="en", body="<p>gear</p>")
     await kb.published(workspace(), title="Broken gear elsewhere", locale="en", body="<p>gear</p>")
     contact = str(uuid7())
@@ -327,6 +327,23 @@ async def test_a_ticket_opened_by_an_email_is_suggested_published_articles_on_it
     assert len((await kb.client.get(url, params={"limit": 1}, headers=kb.headers(ws))).json()["items"]) == 1
     assert (await kb.client.get(url, params={"locale": "de"}, headers=kb.headers(ws))).json()["items"] == []
     assert (await kb.client.get(url, headers=kb.headers(workspace()))).status_code == 404
+
+    # A subject that says nothing: the customer's first message is what is matched.
+    vague = str(uuid7())
+    await publish(kb.infra, [interaction_event(ws, vague, f"{vague}-1", T0, subject="Question",
+                                               message_id=f"{vague}@example.com",
+                                               text="Until when are you open on Saturdays? Your hours?")])
+
+    async def vague_opened() -> bool:
+        nonlocal tickets
+        tickets = (await kb.client.get("/v1/tickets", params={"contact_id": vague},
+                                       headers=kb.headers(ws))).json()["items"]
+        return len(tickets) == 1
+
+    await eventually(vague_opened, what="the vague email's ticket")
+    found = (await kb.client.get(f"/v1/tickets/{tickets[0]['id']}/suggested-articles",
+                                 headers=kb.headers(ws))).json()["items"]
+    assert [a["id"] for a in found] == [hours["id"]]
 
 
 async def test_another_workspace_sees_and_changes_nothing(kb: Kb) -> None:

@@ -254,14 +254,15 @@ class KnowledgeBase:
     async def suggestions(self, workspace_id: str, ticket_id: UUID, locale: str | None, limit: int
                           ) -> list[ArticleHit]:
         """Published articles that answer the ticket, best first: any significant word of its
-        subject, each article read in its own locale's configuration. Ticketing keeps a
-        ticket's subject, not its messages' text, so the subject is what is matched.
-        NotFound for a ticket outside the workspace."""
+        subject, then of the customer's first message, each article read in its own locale's
+        configuration. NotFound for a ticket outside the workspace."""
         async with self.db.pool.acquire() as conn:
-            ticket = await TicketsStore(conn).get(workspace_id, ticket_id)
+            tickets = TicketsStore(conn)
+            ticket = await tickets.get(workspace_id, ticket_id)
             if ticket is None:
                 raise NotFound("ticket")
-            words = significant_words(ticket.subject)
+            first = await tickets.first_inbound_text(workspace_id, ticket_id)
+            words = significant_words(f"{ticket.subject}\n{first}")
             if not words:
                 return []
             hits = await ArticlesStore(conn).matching_any(

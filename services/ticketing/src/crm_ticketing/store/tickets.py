@@ -169,6 +169,13 @@ class TicketsStore:
         )
         return [_ticket(r) for r in rows]
 
+    async def first_inbound_text(self, workspace_id: str, ticket_id: UUID) -> str:
+        """What the customer wrote first in the ticket ('' when nothing, or erased)."""
+        text = await self.conn.fetchval(
+            "SELECT body FROM ticket_messages WHERE workspace_id = $1 AND ticket_id = $2"
+            " AND direction = 'inbound' ORDER BY occurred_at, seq LIMIT 1", workspace_id, ticket_id)
+        return str(text or "")
+
     async def erase_contact(self, workspace_id: str, contact_id: UUID) -> builtins.list[UUID]:
         """Anonymise the contact's tickets (their merged contacts' tickets are theirs already):
         no subject, no requester identity, no message text or attachment names, no thread
