@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     max_attachment_bytes=settings.max_attachment_bytes,
                                     service_name=settings.service_name)
             await runtime.outbox_relay(db)
+            runtime.background(service.confirmations.run(), "erasure confirmations")
             await prepare_chat(db)
             chat = ChatService(ChatStore(db), ChatHub(), service, settings.chat)
             deliveries = deliveries_from(settings, http)  # channel -> Delivery

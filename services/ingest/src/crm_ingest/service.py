@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -25,6 +26,7 @@ from crm_ingest.store.interactions import (
 )
 from crm_ingest.wire import delivery_updated, interaction_recorded, raw_received, reaction_recorded
 from crmkit.contacts import ContactsClient, Sender
+from crmkit.erasure import MongoErasureConfirmations
 from crmkit.kafka import Delivered, PermanentError, Producer
 from crmkit.mongo import MongoDatabase, MongoUnitOfWork
 from crmkit.pagination import InvalidCursor, decode_cursor, encode_cursor
@@ -68,6 +70,9 @@ class IngestService:
         self.erasers: list[Eraser] = []
         self.producer = producer
         self.contacts = contacts
+        # Erasures done here, told to contacts by ``confirmations.run()`` (a background task).
+        self.confirmations = MongoErasureConfirmations(
+            db, partial(contacts.confirm_erasure, service=service_name))
 
     async def accept(self, workspace_id: str, channel: str, source: str, content_type: str,
                      payload: bytes, sender: str | None) -> str:
@@ -280,8 +285,9 @@ class IngestService:
     async def erase_contacts(self, items: Sequence[Delivered[str]]) -> int:
         """Delete what ingest holds of each erased person (and the contacts merged into
         them): interactions with their bodies, attachments, raw payloads and chat transcripts;
-        then confirm to contacts. Erasing twice changes nothing, so a failed confirmation is
-        simply retried with the whole step. Returns the interactions deleted."""
+        and queue the confirmation to contacts in the same transaction (crmkit.erasure sends
+        it, so contacts being down never holds up this consumer). Erasing twice changes
+        nothing. Returns the interactions deleted."""
         deleted = 0
         for delivered in items:
             workspace_id, contact_id = delivered.workspace_id, delivered.item
@@ -291,9 +297,10 @@ class IngestService:
                 count, visitors = await store.erase_contact(workspace_id, ids)
                 for eraser in self.erasers:
                     await eraser(uow, workspace_id, ids, visitors)
+                await self.confirmations.queue(uow, workspace_id, contact_id)
             deleted += count
-            await self.contacts.confirm_erasure(workspace_id, contact_id, self.service_name)
             log.info("erased a contact's interactions", extra={"interactions": count})
+        self.confirmations.queued()
         return deleted
 
     async def personal_data(self, workspace_id: str, contact_ids: list[UUID]

@@ -39,6 +39,7 @@ from crm_ticketing.service.sla import SlaAdmin, SlaClocks, SlaScheduler
 from crm_ticketing.settings import Settings
 from crmkit import Runtime, create_service_app
 from crmkit.contacts import ContactsClient
+from crmkit.erasure import ErasureConfirmations
 from crmkit.grpc import GrpcAuth
 from crmkit.personal_data import PersonalDataServicer
 from crmkit.ratelimit import RateLimiter
@@ -76,9 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "crm.common.v1.PersonalDataService":
                     partial(personal_data_pb2_grpc.add_PersonalDataServiceServicer_to_server, exporter),
             })
-            erasure = Erasure(db, partial(contacts.confirm_erasure, service=settings.service_name),
-                              erasers=[csat.erase])
-            runtime.background(erasure.run(), "erasure confirmations")
+            confirmations = ErasureConfirmations(
+                db, partial(contacts.confirm_erasure, service=settings.service_name))
+            runtime.background(confirmations.run(), "erasure confirmations")
+            erasure = Erasure(db, confirmations, erasers=[csat.erase])
             conversation = Conversation(db, service)
             await runtime.consumer({INTERACTIONS: interactions_handlers(service, conversation),
                                     CONTACTS: contacts_handlers(service, erasure)})
