@@ -11,7 +11,7 @@ PYTEST := $(PY) -m pytest
 PROTOS := $(shell find proto -name '*.proto')
 STUBS := libs/crmproto/src/crm/.generated
 
-.PHONY: help install system-packages dev test test-unit test-int e2e proto lint bench bench-contacts bench-ticketing down clean
+.PHONY: help install system-packages dev test test-unit test-int e2e proto lint bench bench-contacts bench-ticketing bench-pipeline down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ bench-ticketing: install ## ticketing: interactions threaded/s; list and views a
 	$(PY) bench/ticketing_threading.py
 	$(PY) bench/ticketing_reads.py --tickets 1000000
 	$(PY) bench/ticketing_sla.py --tickets 100000
+
+bench-pipeline: install ## pipeline: forecast over 1M deals, the board at 100k open deals, stage changes/s
+	$(PY) bench/pipeline_forecast.py --deals 1000000 --board-deals 100000
 
 down: ## stop whatever `make dev` left running
 	@if [ -x $(PY) ]; then $(PY) deploy/local/devstack.py down; fi

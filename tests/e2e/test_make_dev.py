@@ -68,6 +68,11 @@ def test_make_dev_serves_demo_data_and_ctrl_c_stops_everything(infra_env: dict[s
                             headers={"Authorization": f"Bearer {token.group(1)}"}).json()["items"]
         assert sorted(t["subject"] for t in tickets) == [
             "Can I upgrade my plan?", "Invoice question for November", "My order arrived damaged"]
+        assert {t["assignee"] for t in tickets} == {"demo-admin"}  # the demo queue routed them
+        pipeline = devstack.SERVICES["pipeline"][0] + offset
+        deals = httpx.get(f"http://127.0.0.1:{pipeline}/v1/deals",
+                          headers={"Authorization": f"Bearer {token.group(1)}"}).json()["items"]
+        assert [(d["title"], d["amount_minor"]) for d in deals] == [("Upgrade to Business", 480_000)]
         pids = {p.stem: int(p.read_text()) for p in (data_dir / "run").glob("*.pid")}
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C

@@ -23,10 +23,13 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset({"*"}),
     # interactions:files downloads attachments; interactions:raw (the raw payloads as the
     # providers sent them) is for admins and explicitly scoped API keys only.
+    # pipeline:read/pipeline:write are deals, activities, the board and the forecast;
+    # pipeline:admin (pipelines and their stages, the base currency, exchange rates, close
+    # reasons, deal fields, sales teams, the lead scoring model) is for admins only.
     "sales": frozenset({"contacts:read", "contacts:write", "pipeline:read", "pipeline:write",
                         "interactions:read", "interactions:files"}),
     "support": frozenset({"contacts:read", "tickets:read", "tickets:write", "kb:write", "interactions:read",
-                          "interactions:files"}),
+                          "interactions:files", "pipeline:read"}),
     "marketing": frozenset({"contacts:read", "campaigns:read", "campaigns:write"}),
     "analyst": frozenset({"contacts:read", "pipeline:read", "tickets:read", "campaigns:read",
                           "interactions:read"}),

@@ -1,5 +1,5 @@
 """Other services' view of contacts over gRPC: resolve senders to contacts (creating unknown
-ones), read a contact, confirm an erasure."""
+ones), read a contact or a company, confirm an erasure."""
 
 from __future__ import annotations
 
@@ -60,6 +60,18 @@ class ContactsClient:
                 return None
             raise
         return contact
+
+    async def get_company(self, workspace_id: str, company_id: str) -> contacts_pb2.Company | None:
+        """The company, or None when the workspace has none with this id."""
+        try:
+            company: contacts_pb2.Company = await self.stub.GetCompany(
+                contacts_pb2.GetCompanyRequest(company_id=company_id),
+                timeout=DEFAULT_DEADLINE, metadata=self.credentials.metadata(workspace_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return company
 
     async def confirm_erasure(self, workspace_id: str, contact_id: str, service: str) -> None:
         """Tell contacts this service has erased the person. NOT_FOUND (no erasure of that

@@ -15,6 +15,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MAX_TEXT = 2000
 MAX_OPTIONS = 200
@@ -141,3 +143,38 @@ def _coerce(definition: FieldDefinition, value: Any) -> Any:
     if not isinstance(value, list) or any(v not in definition.options for v in value):
         raise ValueError(f"a list of {', '.join(definition.options)}")
     return list(dict.fromkeys(value))
+
+
+# -- the HTTP shapes of a definition, the same for every entity's /v1/<entity>-fields ----------
+
+
+class FieldDefinitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(max_length=63, description="Lower-case letters, digits and _, starting with a letter")
+    label: str = Field(max_length=200)
+    type: FieldType
+    options: list[str] = Field(default_factory=list, max_length=MAX_OPTIONS,
+                               description="The choices of an enum or multi_enum field")
+
+    def definition(self, entity: str) -> FieldDefinition:
+        return FieldDefinition(entity, self.key, self.label, self.type, tuple(self.options))
+
+
+class FieldDefinitionOut(BaseModel):
+    key: str
+    label: str
+    type: FieldType
+    options: list[str]
+
+    @classmethod
+    def of(cls, definition: FieldDefinition) -> FieldDefinitionOut:
+        return cls(key=definition.key, label=definition.label, type=definition.type,
+                   options=list(definition.options))
+
+
+class FieldDefinitionsOut(BaseModel):
+    items: list[FieldDefinitionOut]
+
+    @classmethod
+    def of(cls, definitions: list[FieldDefinition]) -> FieldDefinitionsOut:
+        return cls(items=[FieldDefinitionOut.of(d) for d in definitions])

@@ -99,6 +99,21 @@ async def test_workspace_b_can_never_read_workspace_as_contact(contacts: Contact
     assert mine.contact_id != resolution.contact_id
 
 
+async def test_get_company_answers_in_the_callers_workspace_only(contacts: Contacts) -> None:
+    created = await contacts.http.post("/v1/companies", json={"name": "Acme GmbH"},
+                                       headers=bearer(token_for(contacts.infra, "ws-a")))
+    assert created.status_code == 201, created.text
+    company_id = created.json()["id"]
+    company = await contacts.stub.GetCompany(contacts_pb2.GetCompanyRequest(company_id=company_id),
+                                             timeout=5, metadata=contacts.grpc_metadata("ws-a"))
+    assert (company.id, company.name) == (company_id, "Acme GmbH")
+    for workspace, asked in (("ws-b", company_id), ("ws-a", str(uuid7()))):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await contacts.stub.GetCompany(contacts_pb2.GetCompanyRequest(company_id=asked),
+                                           timeout=5, metadata=contacts.grpc_metadata(workspace))
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_a_new_contact_is_published_on_the_contacts_topic(contacts: Contacts) -> None:
     consumer = AIOKafkaConsumer(CONTACTS, bootstrap_servers=contacts.infra.kafka_bootstrap_servers,
                                 auto_offset_reset="earliest")

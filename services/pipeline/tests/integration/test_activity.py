@@ -76,8 +76,8 @@ async def test_reading_activity_needs_the_pipeline_scope(
     client, _ = pipeline
     path = f"/v1/contacts/{uuid7()}/activity"
     assert (await client.get(path)).status_code == 401
-    support = bearer(token_for(infra, "ws-p", roles=("support",)))
-    assert (await client.get(path, headers=support)).status_code == 403
+    marketing = bearer(token_for(infra, "ws-p", roles=("marketing",)))
+    assert (await client.get(path, headers=marketing)).status_code == 403
 
 
 async def test_a_merge_folds_the_losers_activity_and_later_interactions_into_the_survivor(

@@ -11,9 +11,10 @@ from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
 from crm_contacts.domain.errors import InvalidIdentity, NotFound
 from crm_contacts.domain.model import IdentityKind, normalise_identity
 from crm_contacts.service import ContactsService, IdentityRequest
+from crm_contacts.service.companies import CompaniesService
 from crm_contacts.service.privacy import PrivacyService
 from crm_contacts.service.segments import MAX_STREAM_SEGMENTS, SegmentsService
-from crm_contacts.wire import contact_to_proto, identity_to_proto, kind_from_proto
+from crm_contacts.wire import company_to_proto, contact_to_proto, identity_to_proto, kind_from_proto
 from crm_contacts.wire_segments import audience_member_to_proto
 from crmkit.grpc import GrpcAuth
 
@@ -77,6 +78,21 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such contact in this workspace")
         assert contact is not None
         return contact_to_proto(contact)
+
+    async def GetCompany(
+        self, request: contacts_pb2.GetCompanyRequest, context: grpc.aio.ServicerContext
+    ) -> contacts_pb2.Company:
+        caller = await self.auth.principal(context, "contacts:read")
+        try:
+            company_id = UUID(request.company_id)
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "company_id is not a UUID")
+            raise
+        company = await CompaniesService(self.service.db).get(caller.workspace_id, company_id)
+        if company is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such company in this workspace")
+        assert company is not None
+        return company_to_proto(company)
 
     async def ConfirmErasure(
         self, request: contacts_pb2.ConfirmErasureRequest, context: grpc.aio.ServicerContext

@@ -1,4 +1,4 @@
-"""Pipeline's use cases."""
+"""Pipeline's activity use cases: interactions counted per contact, contact merges, personal data."""
 
 from __future__ import annotations
 
