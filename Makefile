@@ -11,7 +11,7 @@ PYTEST := $(PY) -m pytest
 PROTOS := $(shell find proto -name '*.proto')
 STUBS := libs/crmproto/src/crm/.generated
 
-.PHONY: help install system-packages dev test test-unit test-int e2e proto lint bench bench-contacts bench-ticketing bench-pipeline down clean
+.PHONY: help install system-packages dev test test-unit test-int e2e proto lint bench bench-contacts bench-ticketing bench-pipeline bench-campaigns down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +71,10 @@ bench-ticketing: install ## ticketing: interactions threaded/s; list and views a
 
 bench-pipeline: install ## pipeline: forecast over 1M deals, the board at 100k open deals, stage changes/s
 	$(PY) bench/pipeline_forecast.py --deals 1000000 --board-deals 100000
+
+bench-campaigns: install ## campaigns: tracking endpoints (open pixel, click redirect) requests/s and p99; a 1M-recipient fan-out
+	$(PY) bench/campaigns_tracking.py
+	$(PY) bench/campaigns_fanout.py --recipients 1000000 --batch-size 1000
 
 down: ## stop whatever `make dev` left running
 	@if [ -x $(PY) ]; then $(PY) deploy/local/devstack.py down; fi

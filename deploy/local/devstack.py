@@ -277,8 +277,10 @@ def service_env(base: dict[str, str], ports: dict[str, tuple[int, int]],
     # Every service that asks contacts (senders, contacts' fields, erasure confirmations).
     for name in ("ingest", "ticketing", "pipeline", "campaigns"):
         env[f"{name.upper()}_CONTACTS_GRPC_TARGET"] = f"127.0.0.1:{ports['contacts'][1]}"
-    # Links that leave the platform (CSAT surveys) point at ticketing's own HTTP port.
+    # Links that leave the platform (CSAT surveys, campaigns' tracking and unsubscribe links)
+    # point at the service's own HTTP port.
     env["TICKETING_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{ports['ticketing'][0]}"
+    env["CAMPAIGNS_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{ports['campaigns'][0]}"
     # A person's data export gathers every service's part over gRPC.
     env["CONTACTS_PERSONAL_DATA_SOURCES"] = json.dumps({
         name: f"127.0.0.1:{ports[name][1]}" for name in ("ticketing", "pipeline", "campaigns", "ingest")})

@@ -3,8 +3,9 @@ ones), read a contact or a company, confirm an erasure."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -24,6 +25,10 @@ class Sender:
 def identity(kind: str, value: str) -> common_pb2.Identity:
     """A contacts identity kind ("email", "chat_visitor", ...) and value as the proto."""
     return common_pb2.Identity(kind=f"IDENTITY_KIND_{kind.upper()}", value=value)
+
+
+class UnknownSegment(Exception):
+    """A segment asked for is not in the workspace (contacts answered NOT_FOUND)."""
 
 
 class ContactsClient:
@@ -73,6 +78,22 @@ class ContactsClient:
             raise
         return company
 
+    async def update_contact_fields(self, workspace_id: str, contact_id: str,
+                                    add_tags: Sequence[str] = (), remove_tags: Sequence[str] = (),
+                                    custom_fields: Mapping[str, Any] | None = None) -> None:
+        """Add/remove tags and set custom fields (None removes one) of a contact. A contact
+        gone (NOT_FOUND) is no error: there is nothing left to update."""
+        request = contacts_pb2.UpdateContactFieldsRequest(contact_id=contact_id, add_tags=list(add_tags),
+                                                          remove_tags=list(remove_tags))
+        if custom_fields:
+            request.custom_fields.update(dict(custom_fields))
+        try:
+            await self.stub.UpdateContactFields(request, timeout=DEFAULT_DEADLINE,
+                                                metadata=self.credentials.metadata(workspace_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+
     async def confirm_erasure(self, workspace_id: str, contact_id: str, service: str) -> None:
         """Tell contacts this service has erased the person. NOT_FOUND (no erasure of that
         contact is pending) is no error: the erasure was confirmed before, or never asked."""
@@ -83,3 +104,23 @@ class ContactsClient:
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
+
+    async def stream_segment_members(self, workspace_id: str, segment_ids: Sequence[str],
+                                     exclude_segment_ids: Sequence[str] = (),
+                                     timeout: float = 3600.0) -> AsyncIterator[contacts_pb2.AudienceMember]:
+        """Every member of any of ``segment_ids`` and of none of ``exclude_segment_ids``, each
+        once, in contact id order, with identities and consents. Raises UnknownSegment when a
+        segment is not in the workspace, before the first member."""
+        call = self.stub.StreamSegmentMembers(
+            contacts_pb2.StreamSegmentMembersRequest(segment_ids=list(segment_ids),
+                                                     exclude_segment_ids=list(exclude_segment_ids)),
+            timeout=timeout, metadata=self.credentials.metadata(workspace_id))
+        try:
+            async for member in call:
+                yield member
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise UnknownSegment(exc.details() or "no such segment") from exc
+            raise
+        finally:
+            call.cancel()

@@ -187,3 +187,34 @@ async def test_an_identity_with_a_verified_email_joins_the_owner_of_that_email(c
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await resolve_visitor("v-x", "not-an-email")
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_service_updates_tags_and_custom_fields_over_grpc_in_its_workspace_only(
+        contacts: Contacts) -> None:
+    ws = f"ws-uf-{uuid7().hex[:8]}"
+    created = await contacts.http.post("/v1/contacts", headers=bearer(token_for(contacts.infra, ws)),
+                                       json={"first_name": "Tag", "emails": [unique_email()],
+                                             "tags": ["old", "keep"]})
+    assert created.status_code == 201, created.text
+    contact_id = created.json()["id"]
+    service = grpc_auth(token_for(contacts.infra, ws, roles=("service",)))
+    request = contacts_pb2.UpdateContactFieldsRequest(contact_id=contact_id, add_tags=["engaged", "keep"],
+                                                      remove_tags=["old"])
+    updated = await contacts.stub.UpdateContactFields(request, timeout=5, metadata=service)
+    assert sorted(updated.tags) == ["engaged", "keep"]
+    body = (await contacts.http.get(f"/v1/contacts/{contact_id}",
+                                    headers=bearer(token_for(contacts.infra, ws)))).json()
+    assert sorted(body["tags"]) == ["engaged", "keep"]
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await contacts.stub.UpdateContactFields(request, timeout=5, metadata=grpc_auth(
+            token_for(contacts.infra, f"{ws}-other", roles=("service",))))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as error:  # a user token is no service's
+        await contacts.stub.UpdateContactFields(request, timeout=5, metadata=grpc_auth(
+            token_for(contacts.infra, ws, roles=("marketing",))))
+    assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    unknown = contacts_pb2.UpdateContactFieldsRequest(contact_id=contact_id)
+    unknown.custom_fields.update({"no_such_field": "x"})
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await contacts.stub.UpdateContactFields(unknown, timeout=5, metadata=service)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -47,3 +47,75 @@ class ContactEngagement:
     contact_id: str
     interaction_count: int
     last_interaction_at: datetime
+
+
+# --- templates, campaigns, sends (others build on these; keep them stable) ---
+
+CAMPAIGN_STATUSES = ("draft", "scheduled", "sending", "paused", "cancelled", "sent")
+SEND_STATUSES = ("queued", "sent", "delivered", "bounced", "failed", "suppressed")
+SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained", "erased")
+
+
+@dataclass(frozen=True)
+class Template:
+    id: str
+    workspace_id: str
+    name: str
+    subject: str
+    html: str
+    text: str
+    # Custom field keys the template may use as ``contact.custom.<key>``.
+    fields: tuple[str, ...]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """No sending between ``start`` and ``end`` (local "HH:MM", may wrap midnight) in the
+    recipient's time zone, or ``time_zone`` when the contact has none."""
+
+    start: str
+    end: str
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class Audience:
+    segments: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: str
+    workspace_id: str
+    name: str
+    template_id: str
+    audience: Audience
+    status: str
+    schedule_at: datetime | None
+    throttle_per_minute: int | None
+    quiet_hours: QuietHours | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Send:
+    """One message of a campaign to one contact: at most one per (workspace, campaign, contact)."""
+
+    id: str
+    workspace_id: str
+    campaign_id: str
+    contact_id: str
+    address: str
+    status: str
+    variant: str = ""
+    reason: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

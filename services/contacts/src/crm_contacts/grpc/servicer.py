@@ -6,15 +6,22 @@ from collections.abc import AsyncIterator
 from uuid import UUID
 
 import grpc
+from google.protobuf.json_format import MessageToDict
 
 from crm.contacts.v1 import contacts_pb2, contacts_pb2_grpc
-from crm_contacts.domain.errors import InvalidIdentity, NotFound
+from crm_contacts.domain.errors import InvalidFields, InvalidIdentity, NotFound
 from crm_contacts.domain.model import IdentityKind, normalise_identity
 from crm_contacts.service import ContactsService, IdentityRequest
 from crm_contacts.service.companies import CompaniesService
 from crm_contacts.service.privacy import PrivacyService
 from crm_contacts.service.segments import MAX_STREAM_SEGMENTS, SegmentsService
-from crm_contacts.wire import company_to_proto, contact_to_proto, identity_to_proto, kind_from_proto
+from crm_contacts.wire import (
+    company_to_proto,
+    consent_to_proto,
+    contact_to_proto,
+    identity_to_proto,
+    kind_from_proto,
+)
 from crm_contacts.wire_segments import audience_member_to_proto
 from crmkit.grpc import GrpcAuth
 
@@ -77,7 +84,11 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
         if contact is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such contact in this workspace")
         assert contact is not None
-        return contact_to_proto(contact)
+        message = contact_to_proto(contact)
+        found = await self.privacy.consents(caller.workspace_id, contact.id)
+        if found is not None:
+            message.consents.extend(consent_to_proto(record) for record in found[0])
+        return message
 
     async def GetCompany(
         self, request: contacts_pb2.GetCompanyRequest, context: grpc.aio.ServicerContext
@@ -93,6 +104,39 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such company in this workspace")
         assert company is not None
         return company_to_proto(company)
+
+    async def UpdateContactFields(
+        self, request: contacts_pb2.UpdateContactFieldsRequest, context: grpc.aio.ServicerContext
+    ) -> contacts_pb2.Contact:
+        """Tags added/removed and custom fields set by a service, through the REST update's rules."""
+        caller = await self.auth.principal(context, "internal")
+        try:
+            contact_id = UUID(request.contact_id)
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "contact_id is not a UUID")
+            raise
+        current = await self.service.get_contact(caller.workspace_id, contact_id)
+        if current is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such contact in this workspace")
+        assert current is not None
+        raw: dict[str, object] = {}
+        if request.add_tags or request.remove_tags:
+            gone = set(request.remove_tags)
+            kept = [t for t in current.tags if t not in gone]
+            added = [t for t in dict.fromkeys(request.add_tags) if t not in kept and t not in gone]
+            raw["tags"] = kept + added
+        if request.HasField("custom_fields"):
+            raw["custom_fields"] = MessageToDict(request.custom_fields)
+        try:
+            updated = await self.service.update_contact(caller.workspace_id, caller.subject, current.id,
+                                                        raw, None)
+        except InvalidFields as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        except NotFound:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such contact in this workspace")
+            raise
+        return contact_to_proto(updated)
 
     async def ConfirmErasure(
         self, request: contacts_pb2.ConfirmErasureRequest, context: grpc.aio.ServicerContext

@@ -15,6 +15,7 @@ from crm_campaigns.store.engagement import (
     fold_engagement,
     get_engagement,
 )
+from crm_campaigns.store.erasure import repoint_contact
 from crmkit.kafka import Delivered, PermanentError
 from crmkit.mongo import MongoDatabase
 from crmkit.personal_data import MAX_ITEMS
@@ -56,6 +57,8 @@ class CampaignsService:
                     raise PermanentError(f"merging {merge.loser_id} into {merge.survivor_id} would make a "
                                          f"cycle: {merge.survivor_id} was merged into {merge.loser_id}")
                 if await fold_engagement(uow, workspace_id, merge.loser_id, survivor):
+                    # The loser's sends, journey runs and tracking hits are the survivor's now.
+                    await repoint_contact(uow, workspace_id, merge.loser_id, survivor)
                     applied += 1
         return applied
 
