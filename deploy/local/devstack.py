@@ -200,8 +200,19 @@ def _start_postgres(stack: Stack, port: int) -> str:
             raise InfraError(f"port {port} (PostgreSQL) is taken: set CRM_POSTGRES_DSN instead")
         proc = stack.spawn("postgres", [*as_user, pg_ctl, "-D", str(data), "-p", str(port),
                                         "-h", "127.0.0.1", "-k", "/tmp"])
-        wait_for(lambda: port_open(port), 60, "PostgreSQL", proc, stack.log_dir / "postgres.log")
+        wait_for(lambda: _pg_accepting(port), 60, "PostgreSQL", proc, stack.log_dir / "postgres.log")
     return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
+def _pg_accepting(port: int) -> bool:
+    """PostgreSQL accepts connections: its port opens while it still answers "the database
+    system is starting up", so ask pg_isready (when it is there) rather than the port."""
+    if not port_open(port):
+        return False
+    ready = _pg_bin("pg_isready")
+    if ready is None:
+        return True
+    return subprocess.run([ready, "-q", "-h", "127.0.0.1", "-p", str(port)], check=False).returncode == 0
 
 
 def create_topics(bootstrap: str) -> None:
