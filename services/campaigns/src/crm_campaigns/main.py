@@ -78,8 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             campaigns = Campaigns(db, audiences)
             app.state.templates = Templates(db, audiences, base_url=settings.public_base_url)
             app.state.campaigns = campaigns
-            sender = Sender(db, audiences, base_url=settings.public_base_url, secret=settings.tracking_key,
-                            batch_size=settings.sender_batch_size, poll_seconds=settings.sender_poll_seconds)
+            sender = Sender(db, audiences, await runtime.producer(), base_url=settings.public_base_url,
+                            secret=settings.tracking_key, batch_size=settings.sender_batch_size,
+                            poll_seconds=settings.sender_poll_seconds)
             runtime.background(sender.run(), "campaign sender")
             app.state.ab_tests = sender.ab  # A/B tests: the sender sends them (service/ab.py)
             # Erasures are confirmed to contacts by a background task (crmkit.erasure).

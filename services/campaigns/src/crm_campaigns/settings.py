@@ -25,7 +25,7 @@ class Settings(ServiceSettings):
     # The sender: how often it looks for due campaigns, and recipients per batch (a pause or
     # cancel takes effect between batches).
     sender_poll_seconds: float = Field(default=1.0, gt=0)
-    sender_batch_size: int = Field(default=100, ge=1, le=1000)
+    sender_batch_size: int = Field(default=1000, ge=1, le=5000)
     # The journey runner: how often it looks for runs due to move on.
     journey_poll_seconds: float = Field(default=1.0, gt=0)
 

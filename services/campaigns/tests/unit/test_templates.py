@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crm_campaigns.domain.errors import InvalidFields
-from crm_campaigns.domain.templates import RenderError, context, render, validate
+from crm_campaigns.domain.templates import RenderError, context, reads_company_details, render, validate
 
 PARTS = {"subject": "Hi {{ contact.first_name | default('there') }}",
          "html": ("<p>{{ contact.custom.plan }} at {{ company.name }}</p>"
@@ -73,3 +73,15 @@ def test_the_sandbox_refuses_reaching_into_python_internals() -> None:
     with pytest.raises(RenderError):
         render({"subject": "{{ contact.__class__.__mro__ }}", "html": "",
                 "text": "{{ ''.__class__.__subclasses__() }}"}, context({}, None, ()))
+
+
+def test_company_lookups_are_needed_only_for_fields_beyond_the_contacts_company_link() -> None:
+    def parts(html: str) -> dict[str, str]:
+        return {"subject": "Hi", "html": html, "text": ""}
+
+    assert not reads_company_details(PARTS)  # company.name is on the link
+    assert not reads_company_details(parts("{{ company.id }} {{ company['role'] }}"))
+    assert reads_company_details(parts("{{ company.industry }}"))
+    assert reads_company_details(parts("{% for d in company.domains %}{{ d }}{% endfor %}"))
+    assert reads_company_details(parts("{{ company.name }} {{ company }}"))  # the whole company
+    assert reads_company_details(parts("{{ company[key] }}"))  # a key known only when rendering

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -39,8 +39,19 @@ def _agent(request: Request) -> str:
     return request.headers.get("user-agent", "")[:512]
 
 
-@router.api_route("/o/{token}.gif", methods=["GET", "HEAD"], response_class=Response,
-                  responses={200: {"content": {"image/gif": {}}, "description": "A 1x1 GIF, always"}})
+# GET and HEAD as two routes: one route with both methods gives both operations one
+# operationId in the OpenAPI document, which must be unique.
+_PIXEL_ROUTE: dict[str, Any] = {
+    "response_class": Response,
+    "responses": {200: {"content": {"image/gif": {}}, "description": "A 1x1 GIF, always"}}}
+_CLICK_ROUTE: dict[str, Any] = {
+    "status_code": 302,
+    "responses": {302: {"description": "To the link's target"},
+                  404: {"description": "Not a link this service signed (no redirect)"}}}
+
+
+@router.get("/o/{token}.gif", **_PIXEL_ROUTE)
+@router.head("/o/{token}.gif", **_PIXEL_ROUTE)
 async def open_pixel(token: Token, request: Request, tracking: Tracking) -> Response:
     """The open pixel: a transparent 1x1 GIF whatever the token; only a valid token counts an
     open (a HEAD request, a known scanner, Apple's privacy proxy or a fetch right after the
@@ -52,9 +63,8 @@ async def open_pixel(token: Token, request: Request, tracking: Tracking) -> Resp
     return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
 
 
-@router.api_route("/c/{token}", methods=["GET", "HEAD"], status_code=302,
-                  responses={302: {"description": "To the link's target"},
-                             404: {"description": "Not a link this service signed (no redirect)"}})
+@router.get("/c/{token}", **_CLICK_ROUTE)
+@router.head("/c/{token}", **_CLICK_ROUTE)
 async def click(token: Token, request: Request, tracking: Tracking) -> Response:
     """A tracked link: 302 to its signed target; 404 without a Location for anything else."""
     target = await tracking.clicked(token, user_agent=_agent(request), method=request.method)

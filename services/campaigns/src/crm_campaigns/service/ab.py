@@ -135,7 +135,7 @@ class AbTests:
         assert self.audiences is not None, "splitting an audience needs contacts"
         ids: list[str] = []
         members = self.audiences.members(campaign.workspace_id, campaign.audience.segments,
-                                         campaign.audience.exclude)
+                                         campaign.audience.exclude, company_details=False)
         try:
             async for recipient in members:
                 ids.append(recipient.contact_id)

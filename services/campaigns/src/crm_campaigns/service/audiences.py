@@ -15,28 +15,34 @@ from crmkit.contacts import ContactsClient, UnknownSegment
 
 
 class Audiences(Protocol):
-    def members(self, workspace_id: str, segments: Sequence[str],
-                exclude: Sequence[str]) -> AsyncGenerator[Recipient, None]:
+    def members(self, workspace_id: str, segments: Sequence[str], exclude: Sequence[str], *,
+                company_details: bool = True) -> AsyncGenerator[Recipient, None]:
         """Members of any of ``segments`` and none of ``exclude``, once each, in contact id
-        order. Raises InvalidFields (``audience.segments``) for a segment not in the workspace."""
+        order. Raises InvalidFields (``audience.segments``) for a segment not in the workspace.
+        Without ``company_details`` a recipient's company is what the contact's link says (id,
+        name, role): no lookup per company."""
         ...
 
     async def contact(self, workspace_id: str, contact_id: str) -> Recipient | None: ...
 
 
 class ContactsAudiences:
+    COMPANY_CACHE = 100_000  # a few hundred bytes each
+
     def __init__(self, client: ContactsClient) -> None:
         self.client = client
 
-    async def members(self, workspace_id: str, segments: Sequence[str],
-                      exclude: Sequence[str]) -> AsyncGenerator[Recipient, None]:
-        companies: dict[str, contacts_pb2.Company | None] = {}  # this stream's, looked up once each
+    async def members(self, workspace_id: str, segments: Sequence[str], exclude: Sequence[str], *,
+                      company_details: bool = True) -> AsyncGenerator[Recipient, None]:
+        # This stream's companies, each looked up once; past the cap, every recipient of an
+        # uncached company costs a GetCompany call (a large audience has tens of thousands).
+        companies: dict[str, contacts_pb2.Company | None] = {}
         try:
             async for member in self.client.stream_segment_members(workspace_id, segments, exclude):
                 recipient = recipient_of(member)
-                if member.contact.companies:
+                if company_details and member.contact.companies:
                     company_id = member.contact.companies[0].company_id
-                    if company_id not in companies and len(companies) < 10_000:
+                    if company_id not in companies and len(companies) < self.COMPANY_CACHE:
                         companies[company_id] = await self.client.get_company(workspace_id, company_id)
                     recipient = replace(recipient, company=company_values(member.contact,
                                                                           companies.get(company_id)))

@@ -63,7 +63,7 @@ class Campaigns:
 
     async def _audience_size(self, workspace_id: str, segments: Sequence[str], exclude: Sequence[str]) -> int:
         """0 or 1: whether the audience has anyone (InvalidFields for unknown segments)."""
-        members = self.audiences.members(workspace_id, segments, exclude)
+        members = self.audiences.members(workspace_id, segments, exclude, company_details=False)
         try:
             async for _ in members:
                 return 1

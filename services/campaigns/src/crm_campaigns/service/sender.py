@@ -4,10 +4,19 @@ For each campaign that is ``sending`` (or ``scheduled`` and due, which it starts
 holds a lease (one sender per campaign across replicas) and streams the audience from
 contacts in contact id order. Per batch, in ONE transaction: the sends already made are
 skipped, recipients without an address, without email marketing consent or on the
-suppression list get a ``suppressed`` send (with the reason), the others a ``queued`` send and
-their OutboundMessage in the outbox, and the checkpoint (the last contact id handled) moves.
-The unique (workspace, campaign, contact) index on sends makes a second send to anyone
-impossible, whatever crashes; the checkpoint only saves streaming again from the start.
+suppression list get a ``suppressed`` send (with the reason), the others a ``queued`` send,
+and the checkpoint (the last contact id handled, ``after``) moves. The unique (workspace,
+campaign, contact) index on sends makes a second send to anyone impossible, whatever crashes;
+the checkpoint only saves streaming again from the start.
+
+The batch's OutboundMessages are then handed to the broker straight from memory (every ack
+awaited) and the checkpoint's ``handed`` catches up with ``after``. The queued send documents
+are the outbox: if the process dies between the commit and the acks, the next pass starts
+from ``handed``, and each send of the unconfirmed stretch still ``queued`` is rendered again
+under its own send id (the message id, which ingest delivers once) and handed over again.
+Going through crmkit's outbox instead cost a second 2 KB document per message, read and
+deleted again by the relay: on SecantusDB that reading and deleting took more of the server
+than the batches' transactions themselves (see bench/README.md, ``campaigns_fanout.py``).
 
 Throttling keeps the campaign at ``throttle_per_minute`` (a batch is never more than a
 minute's worth). A recipient in quiet hours (their contact's ``time_zone`` custom field, else
@@ -21,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -40,18 +49,51 @@ from crm_campaigns.store import sends as sends_store
 from crm_campaigns.store.templates import get_template
 from crm_campaigns.wire import Recipient
 from crmkit.ids import uuid7
+from crmkit.kafka import Event
+from crmkit.kafka.producer import Producer
 from crmkit.mongo import MongoDatabase
+from crmkit.relay import send_all
 
 log = logging.getLogger(__name__)
+
+
+async def _read_ahead(source: AsyncGenerator[Recipient, None], ahead: int) -> AsyncGenerator[Recipient, None]:
+    """``source``, read by a task of its own up to ``ahead`` recipients in advance: contacts
+    streams the next batch while this one is written and handed over, instead of waiting."""
+    queue: asyncio.Queue[Recipient | None] = asyncio.Queue(ahead)
+
+    async def pump() -> None:
+        # The end is marked by None, also after an error (awaiting the task raises it), never
+        # after a cancel: the reader has gone, and a full queue would hold the task forever.
+        try:
+            async for recipient in source:
+                await queue.put(recipient)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            await queue.put(None)
+            raise
+        await queue.put(None)
+
+    task = asyncio.create_task(pump())
+    try:
+        while (recipient := await queue.get()) is not None:
+            yield recipient
+        await task
+    finally:
+        task.cancel()  # stopped early (pause, cancel, an error): the stream is not read on
+        await asyncio.gather(task, return_exceptions=True)
+        await source.aclose()
 
 
 class Sender:
     LEASE_SECONDS = 60.0
 
-    def __init__(self, db: MongoDatabase, audiences: Audiences, *, base_url: str, secret: str,
-                 batch_size: int = 100, poll_seconds: float = 1.0) -> None:
+    def __init__(self, db: MongoDatabase, audiences: Audiences, producer: Producer, *, base_url: str,
+                 secret: str, batch_size: int = 1000, poll_seconds: float = 1.0) -> None:
         self.db = db
         self.audiences = audiences
+        self.producer = producer
         self.base_url = base_url
         self.secret = secret
         self.batch_size = batch_size
@@ -123,28 +165,37 @@ class Sender:
             await self._finish(campaign, "cancelled")
             return
         plan = await self.ab.plan(campaign, template, now)
-        state: dict[str, Any] = {"pass": checkpoint.get("pass", 0), "after": checkpoint.get("after", ""),
+        after = checkpoint.get("after", "")
+        state: dict[str, Any] = {"pass": checkpoint.get("pass", 0), "after": after,
+                                 "handed": checkpoint.get("handed", after),
                                  "deferred_until": checkpoint.get("deferred_until"),
                                  "next_at": checkpoint.get("next_at")}
+        # The last batch before a crash may have been committed but not handed over: its queued
+        # sends, up to ``redo_until``, are handed over again.
+        redo_until = after if state["handed"] < after else ""
         size = rules.batch_size(campaign.throttle_per_minute, self.batch_size)
         queued = 0
         await self._wait_until(campaign, state["next_at"])  # the throttle holds across restarts
         batch: list[Recipient] = []
-        members = self.audiences.members(workspace_id, campaign.audience.segments, campaign.audience.exclude)
+        templates = [template, *(plan.templates.values() if plan else ())]
+        details = any(rendering.reads_company_details(parts_of(t)) for t in templates)
+        members = _read_ahead(self.audiences.members(workspace_id, campaign.audience.segments,
+                                                     campaign.audience.exclude, company_details=details),
+                              2 * size)
         try:
             async for recipient in members:
-                if state["after"] and recipient.contact_id <= state["after"]:
+                if state["handed"] and recipient.contact_id <= state["handed"]:
                     continue
                 batch.append(recipient)
                 if len(batch) < size:
                     continue
-                queued += await self._batch(campaign, template, batch, state, plan)
+                queued += await self._batch(campaign, template, batch, state, plan, redo_until)
                 batch = []
                 await self._wait_until(campaign, state["next_at"])
                 if not await self._still_sending(campaign):
                     return
             if batch:
-                queued += await self._batch(campaign, template, batch, state, plan)
+                queued += await self._batch(campaign, template, batch, state, plan, redo_until)
         finally:
             await members.aclose()
         if plan is not None and state["deferred_until"] is None:
@@ -189,17 +240,30 @@ class Sender:
                 uow.add(wire.campaign_event(done, "cancelled", now))
 
     async def _batch(self, campaign: Campaign, template: Template, batch: Sequence[Recipient],
-                     state: dict[str, Any], plan: AbPlan | None = None) -> int:
-        """Handle one batch in one transaction; returns how many messages were queued."""
+                     state: dict[str, Any], plan: AbPlan | None = None, redo_until: str = "") -> int:
+        """Handle one batch in one transaction, then hand its messages to the broker; returns
+        how many messages were handed over."""
         now = datetime.now(UTC)
         ws = campaign.workspace_id
-        queued = 0
+        messages: list[tuple[str, Event]] = []
         async with self.db.unit_of_work() as uow:
-            done = await sends_store.sent_contacts(uow, ws, campaign.id, [r.contact_id for r in batch])
-            fresh = [r for r in batch if r.contact_id not in done]
+            existing = await sends_store.existing_sends(uow, ws, campaign.id, [r.contact_id for r in batch])
+            fresh = [r for r in batch if r.contact_id not in existing]
             blocked = await sends_store.suppressed(uow, ws, [r.email for r in fresh if r.email])
             docs: list[dict[str, Any]] = []
             deferred = state["deferred_until"]
+            for r in batch:
+                send = existing.get(r.contact_id)
+                if send is None:
+                    continue
+                if send["status"] == "queued" and r.contact_id <= redo_until:
+                    variant = send.get("variant", "")
+                    try:
+                        messages.append((send["_id"], self._render(
+                            plan.template_for(variant) if plan and variant else template,
+                            replace(r, email=send["address"]), ws, send["_id"])))
+                    except rendering.RenderError:
+                        log.warning("a queued message of campaign %s no longer renders", campaign.id)
             for r in fresh:
                 reason = ("no_address" if not r.email else "no_consent" if not r.marketing_consent
                           else blocked.get(r.email, ""))
@@ -225,17 +289,28 @@ class Sender:
                                  **ab_fields})
                     continue
                 docs.append({**doc(status="queued", variant=variant), **ab_fields})
-                uow.add(message)
-                queued += 1
+                messages.append((send_id, message))
             await sends_store.insert_sends(uow, docs)
             state["after"], state["deferred_until"] = batch[-1].contact_id, deferred
             # The next batch waits for what this one queued to fit in the throttle.
-            pause = rules.pace(queued, campaign.throttle_per_minute, 0.0)
+            pause = rules.pace(len(messages), campaign.throttle_per_minute, 0.0)
             state["next_at"] = now + timedelta(seconds=pause) if pause else None
             await store.set_checkpoint(uow, campaign.id, dict(state))
-        return queued
+        await self._hand_off(messages, now)
+        state["handed"] = state["after"]
+        await store.set_handed(self.db, campaign.id, state["handed"])
+        return len(messages)
 
-    def _render(self, template: Template, recipient: Recipient, workspace_id: str, send_id: str) -> Any:
+    async def _hand_off(self, messages: Sequence[tuple[str, Event]], now: datetime) -> None:
+        """Every message on the broker, acknowledged; a failure raises (the pass stops and the
+        next one hands the batch over again). A message the broker can never take (larger than
+        it accepts) fails its send instead of stopping the campaign for good."""
+        unsendable = await send_all(self.producer, messages, lambda item: item[1])
+        if unsendable:
+            await sends_store.fail_queued(self.db, {send_id: reason for (send_id, _), reason in unsendable},
+                                          now)
+
+    def _render(self, template: Template, recipient: Recipient, workspace_id: str, send_id: str) -> Event:
         keys = {"base_url": self.base_url, "secret": self.secret, "workspace_id": workspace_id,
                 "send_id": send_id}
         variables = rendering.context(recipient.contact, recipient.company, template.fields,

@@ -10,9 +10,11 @@ and document shapes below are a contract inside the service; add fields, never r
   quiet_hours {start, end, time_zone} | None, version, created_at, updated_at, started_at,
   finished_at.
 - ``campaign_progress``: ``_id`` campaign id, the sender's checkpoint (``pass``, ``after``: the
-  last contact id handled in this pass, ``deferred_until``: when recipients held back by quiet
-  hours may be tried again) and its lease (``owner``, ``until``). Apart from ``campaigns`` so
-  that the sender never conflicts with a pause or cancel.
+  last contact id handled in this pass, ``handed``: the last contact id whose message the broker
+  has acknowledged, behind ``after`` only between a batch's commit and its hand-off,
+  ``deferred_until``: when recipients held back by quiet hours may be tried again) and its
+  lease (``owner``, ``until``). Apart from ``campaigns`` so that the sender never conflicts
+  with a pause or cancel.
 - ``sends``: one per campaign x recipient, ``_id`` send id (uuid7 str), workspace_id,
   campaign_id, variant ("" for none), contact_id, address, status
   queued|sent|delivered|bounced|failed|suppressed, reason (why suppressed / the error),
@@ -139,6 +141,13 @@ async def get_checkpoint(database: MongoDatabase, campaign_id: str) -> dict[str,
 async def set_checkpoint(uow: MongoUnitOfWork, campaign_id: str, checkpoint: dict[str, Any]) -> None:
     await uow.db.campaign_progress.update_one({"_id": campaign_id}, {"$set": {"checkpoint": checkpoint}},
                                               upsert=True, session=uow.session)
+
+
+async def set_handed(database: MongoDatabase, campaign_id: str, handed: str) -> None:
+    """The checkpoint's ``handed``: every queued message up to this contact id (in this pass)
+    is on the broker."""
+    await database.db.campaign_progress.update_one({"_id": campaign_id},
+                                                   {"$set": {"checkpoint.handed": handed}})
 
 
 async def take_lease(database: MongoDatabase, campaign_id: str, owner: str, now: datetime,

@@ -74,6 +74,22 @@ async def active_journeys(uow: MongoUnitOfWork, workspace_id: str, trigger_kind:
     return [d async for d in cursor]
 
 
+async def triggered_kinds(database: MongoDatabase, workspace_id: str, kinds: set[str]) -> set[str]:
+    """Which of these trigger kinds an active journey of the workspace has."""
+    cursor = database.db.journeys.find(
+        {"workspace_id": workspace_id, "active": True, "trigger_kind": {"$in": sorted(kinds)}},
+        {"trigger_kind": 1})
+    return {d["trigger_kind"] async for d in cursor}
+
+
+async def contacts_running(database: MongoDatabase, workspace_id: str, contact_ids: set[str]) -> set[str]:
+    """Which of these contacts have an active run of any journey."""
+    cursor = database.db.journey_runs.find(
+        {"workspace_id": workspace_id, "contact_id": {"$in": sorted(contact_ids)}, "state": ACTIVE},
+        {"contact_id": 1})
+    return {d["contact_id"] async for d in cursor}
+
+
 async def start_run(uow: MongoUnitOfWork, run: dict[str, Any]) -> bool:
     """Insert a run; False when the contact runs this journey already. (The read sees the
     committed runs; two triggers at once both pass it, and the unique partial index refuses

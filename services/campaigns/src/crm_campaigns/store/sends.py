@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,18 +23,29 @@ def send_doc(*, send_id: str, workspace_id: str, campaign_id: str, contact_id: s
     return doc
 
 
-async def sent_contacts(uow: MongoUnitOfWork, workspace_id: str, campaign_id: str,
-                        contact_ids: Sequence[str]) -> set[str]:
-    """Which of these contacts have a send of the campaign already."""
+async def existing_sends(uow: MongoUnitOfWork, workspace_id: str, campaign_id: str,
+                         contact_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The campaign's sends to these contacts already made, by contact id (``_id``, status,
+    variant and address only)."""
     cursor = uow.db.sends.find({"workspace_id": workspace_id, "campaign_id": campaign_id,
-                                "contact_id": {"$in": list(contact_ids)}}, {"contact_id": 1},
+                                "contact_id": {"$in": list(contact_ids)}},
+                               {"contact_id": 1, "status": 1, "variant": 1, "address": 1},
                                session=uow.session)
-    return {d["contact_id"] async for d in cursor}
+    return {d["contact_id"]: d async for d in cursor}
 
 
 async def insert_sends(uow: MongoUnitOfWork, docs: list[dict[str, Any]]) -> None:
     if docs:
         await uow.db.sends.insert_many(docs, ordered=True, session=uow.session)
+
+
+async def fail_queued(database: MongoDatabase, reasons: Mapping[str, str], at: datetime) -> None:
+    """Sends whose message can never be handed over (larger than the broker takes) fail with
+    the reason, so that they stop counting as queued."""
+    for send_id, reason in reasons.items():
+        await database.db.sends.update_one(
+            {"_id": send_id, "status": "queued"},
+            {"$set": {"status": "failed", "reason": reason[:500], "updated_at": at, "failed_at": at}})
 
 
 async def suppressed(uow: MongoUnitOfWork, workspace_id: str, addresses: Sequence[str]) -> dict[str, str]:
