@@ -1,7 +1,8 @@
 """Demo data for `make dev` in the "demo" workspace: a support team (an agent, a queue that
-takes email round-robin, an SLA policy on office hours) and a sales pipeline; then a few
-inbound emails sent through ingest's public endpoint exactly as a mail provider would, so
-every service has data; and a deal for one of the people who wrote."""
+takes email round-robin, an SLA policy on office hours), a sales pipeline and the opt-in to
+public events for partners; then a few inbound emails sent through ingest's public endpoint
+exactly as a mail provider would, so every service has data; and a deal for one of the people
+who wrote."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def load_demo(secret: str, ports: dict[str, tuple[int, int]]) -> str:
             return token  # loaded on an earlier run: the data folder keeps it
         set_up_support(client, ports)
         pipeline = set_up_sales(client, ports)
+        set_up_partners(client, ports)
         now = datetime.now(UTC)
         for i, (name, address, subject) in enumerate(PEOPLE):
             raw = demo_email(name, address, subject, now - timedelta(hours=i))
@@ -84,6 +86,13 @@ def set_up_support(client: httpx.Client, ports: dict[str, tuple[int, int]]) -> N
     _check(client.post(f"{ticketing}/sla/policies", json={
         "name": "Email", "calendar_id": calendar["id"], "conditions": {"channels": ["email"]},
         "targets": {"first_response": 4 * 3600, "resolution": 3 * 8 * 3600}}))
+
+
+def set_up_partners(client: httpx.Client, ports: dict[str, tuple[int, int]]) -> None:
+    """The demo workspace publishes its events to partners (every public topic), so the feed
+    (`GET /v1/events` on partners) shows what the demo does."""
+    settings = f"http://127.0.0.1:{ports['partners'][0]}/v1/settings"
+    _check(client.put(settings, json={"enabled": True, "domains": []}, headers={"If-Match": '"0"'}))
 
 
 def set_up_sales(client: httpx.Client, ports: dict[str, tuple[int, int]]) -> dict[str, Any]:

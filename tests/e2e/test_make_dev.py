@@ -73,6 +73,15 @@ def test_make_dev_serves_demo_data_and_ctrl_c_stops_everything(infra_env: dict[s
         deals = httpx.get(f"http://127.0.0.1:{pipeline}/v1/deals",
                           headers={"Authorization": f"Bearer {token.group(1)}"}).json()["items"]
         assert [(d["title"], d["amount_minor"]) for d in deals] == [("Upgrade to Business", 480_000)]
+        # The demo workspace publishes to partners: the deal reaches the public feed.
+        feed = f"http://127.0.0.1:{devstack.SERVICES['partners'][0] + offset}/v1/events"
+        published: set[str] = set()
+        while "crm.pipeline.deal.created.v1" not in published and time.monotonic() < deadline + 60:
+            page = httpx.get(feed, params={"limit": 500},
+                             headers={"Authorization": f"Bearer {token.group(1)}"}).json()
+            published = {event["type"] for event in page["events"]}
+            time.sleep(0.3)
+        assert {"crm.pipeline.deal.created.v1", "crm.tickets.ticket.created.v1"} <= published
         pids = {p.stem: int(p.read_text()) for p in (data_dir / "run").glob("*.pid")}
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C

@@ -189,7 +189,7 @@ async def test_one_person_across_channels_merged_and_erased(platform: Platform) 
 
         await eventually(exported, timeout=WAIT, what="the person's tickets and interactions in the export")
         assert {p["service"]: p["status"] for p in parts["manifest"]["parts"]} == dict.fromkeys(
-            ("contacts", "ticketing", "pipeline", "campaigns", "ingest"), "ok")
+            ("contacts", "ticketing", "pipeline", "campaigns", "ingest", "partners"), "ok")
         assert "Is my order on its way?" in {i["text"] for i in parts["ingest"]["interactions"]}
 
         # 5. Erasure: nothing personal is left in contacts, and an import cannot bring the person back.

@@ -46,3 +46,5 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # The Kafka client logs every (re)connection at INFO; keep the signal.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs every request it makes (webhooks, provider APIs) at INFO, URL included.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -26,6 +26,10 @@ from crmkit.kafka.producer import Producer
 from crmkit.relay import OutboxRelay, send_all
 
 log = logging.getLogger(__name__)
+# Published outbox documents are deleted this many ids at a time: SecantusDB matches `$in`
+# against every id of the list per candidate, so one delete of a whole batch grows with its
+# square (measured: 1,040 deletes/s for lists of 500, 4,360/s for lists of 50).
+_DELETE_CHUNK = 50
 
 Document = dict[str, Any]
 
@@ -159,7 +163,9 @@ class MongoOutboxRelay(OutboxRelay):
         unsendable = await send_all(self.producer, docs, _doc_event)
         if unsendable:
             await self.db.outbox_dead.insert_many([{**doc, "reason": reason} for doc, reason in unsendable])
-        await self.db.outbox.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+        ids = [d["_id"] for d in docs]
+        for start in range(0, len(ids), _DELETE_CHUNK):
+            await self.db.outbox.delete_many({"_id": {"$in": ids[start:start + _DELETE_CHUNK]}})
         return len(docs) - len(unsendable)
 
 

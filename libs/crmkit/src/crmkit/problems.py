@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -93,6 +94,16 @@ def install_problem_handlers(app: FastAPI) -> None:
                           headers=dict(exc.headers or {}))
         return problem_response(problem, request)
 
+    async def on_broker_unreachable(request: Request, exc: Exception) -> JSONResponse:
+        # The broker is down or restarting: nothing was taken, and the same request sent
+        # again shortly will be (channel providers retry a 503 with Retry-After).
+        log.warning("the event stream is unreachable",
+                    extra={"path": request.url.path, "error": type(exc).__name__})
+        problem = Problem(503, "event-stream-unavailable", "Try again",
+                          "the event stream could not take the request: send it again",
+                          headers={"Retry-After": "2"})
+        return problem_response(problem, request)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
         problem = Problem(500, "internal", "Internal error")
@@ -101,4 +112,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(KafkaError, on_broker_unreachable)
     app.add_exception_handler(Exception, on_unexpected)

@@ -41,7 +41,49 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    app.openapi = _documenting_problems(app)  # type: ignore[method-assign]
     return app
+
+
+# What problems.py sends for every error, validation errors (422) included.
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem", "type": "object", "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "message"],
+            "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+_FASTAPI_VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
+
+
+def _documenting_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The app's OpenAPI, with validation errors documented as they are sent: FastAPI
+    documents a 422 as application/json ``{"detail": [...]}``, but every error here is
+    problem+json (a client generated from the document would misread it otherwise)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        for item in document.get("paths", {}).values():
+            for operation in item.values():
+                invalid = operation.get("responses", {}).get("422", {})
+                media = invalid.get("content", {}).get("application/json", {})
+                if media.get("schema", {}).get("$ref") == _FASTAPI_VALIDATION_ERROR:
+                    invalid["content"] = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        if "loc" in schemas.get("ValidationError", {}).get("properties", {}):
+            del schemas["ValidationError"]  # FastAPI's, referenced only by HTTPValidationError
+        schemas["Problem"] = _PROBLEM_SCHEMA
+        app.openapi_schema = document
+        return document
+
+    return openapi
 
 
 def state(name: str, kind: type[T]) -> Callable[[Request], T]:

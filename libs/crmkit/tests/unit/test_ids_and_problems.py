@@ -3,6 +3,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from aiokafka.errors import NodeNotReadyError
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
@@ -41,6 +42,10 @@ def _app() -> TestClient:
     @router.get("/conflict")
     async def conflict() -> None:
         raise Problem(409, "conflict", "Conflict", "it changed")
+
+    @router.get("/publish")
+    async def publish() -> None:
+        raise NodeNotReadyError("Attempt to send a request to node which is not ready (node id 1).")
 
     @router.get("/boom")
     async def boom() -> None:
@@ -84,3 +89,11 @@ def test_health_needs_no_dependency_and_readiness_reports_starting() -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"] == {"runtime": "starting"}
+
+
+def test_an_unreachable_broker_is_a_503_to_retry_not_a_500() -> None:
+    response = _app().get("/publish")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "2"
+    assert response.json()["type"].endswith("/event-stream-unavailable")

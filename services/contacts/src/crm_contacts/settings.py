@@ -18,7 +18,7 @@ class Settings(ServiceSettings):
     # Reads national phone numbers (no +country code) in writes and imports; ISO 3166 alpha-2.
     phone_region: str | None = None
     # The services that hold personal data and must confirm an erasure.
-    erasure_services: list[str] = ["ticketing", "pipeline", "campaigns", "ingest"]
+    erasure_services: list[str] = ["ticketing", "pipeline", "campaigns", "ingest", "partners"]
     # The services a person's data export asks for their part (crm.common.v1.PersonalDataService):
     # name -> gRPC target, e.g. {"ticketing": "127.0.0.1:50053"}; and how long it waits for them.
     personal_data_sources: dict[SourceName, Annotated[str, StringConstraints(min_length=1)]] = Field(

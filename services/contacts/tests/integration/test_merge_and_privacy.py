@@ -273,17 +273,17 @@ async def test_an_erasure_leaves_no_personal_data_and_tracks_every_services_conf
 
     service_token = grpc_auth(token_for(contacts.infra, ws, roles=("service",), subject="ticketing"))
     confirmations = []
-    for name in ("ticketing", "pipeline", "campaigns", "ingest"):
+    for name in ("ticketing", "pipeline", "campaigns", "ingest", "partners"):
         response = await contacts.stub.ConfirmErasure(
             contacts_pb2.ConfirmErasureRequest(contact_id=person["id"], service=name),
             timeout=5,
             metadata=service_token,
         )
         confirmations.append(response.complete)
-    assert confirmations == [False, False, False, True]
+    assert confirmations == [False, False, False, False, True]
     status = (await contacts.http.get(f"/v1/contacts/{person['id']}/erasure", headers=headers)).json()
     assert status["complete"] is True
-    assert set(status["confirmed"]) == {"ticketing", "pipeline", "campaigns", "ingest"}
+    assert set(status["confirmed"]) == {"ticketing", "pipeline", "campaigns", "ingest", "partners"}
     kinds = {e.type for e in await contact_events(contacts, f"{ws}:{twin['id']}", 3)}
     assert "crm.contacts.contact.erased.v1" in kinds
     with pytest.raises(grpc.aio.AioRpcError) as error:

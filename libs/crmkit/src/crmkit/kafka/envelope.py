@@ -32,6 +32,8 @@ class Envelope:
     data: bytes
     dataschema: str = ""
     trace: dict[str, str] = field(default_factory=dict)
+    # Internal topics carry protobuf; the public topics partners read carry JSON.
+    content_type: str = CONTENT_TYPE
 
     def headers(self) -> list[tuple[str, bytes]]:
         headers = [
@@ -41,7 +43,7 @@ class Envelope:
             ("ce_source", self.source.encode()),
             ("ce_time", self.time.isoformat().encode()),
             ("ce_subject", self.subject.encode()),
-            ("content-type", CONTENT_TYPE.encode()),
+            ("content-type", self.content_type.encode()),
             ("workspace", self.workspace.encode()),
         ]
         if self.dataschema:
@@ -74,6 +76,7 @@ class Envelope:
             data=value or b"",
             dataschema=attrs.get("ce_dataschema", ""),
             trace={k: attrs[k] for k in _TRACE_HEADERS if k in attrs},
+            content_type=attrs.get("content-type") or CONTENT_TYPE,
         )
 
     def parse(self, message_type: builtins.type[Message]) -> Message:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response
 
-from crm_contacts.api.deps import Companies, Contacts, Reader, Writer
+from crm_contacts.api.deps import AuditCursor, Companies, Contacts, Reader, Writer
 from crm_contacts.api.schemas import AuditOut, AuditPageOut, CompanyIn, CompanyOut, CompanyPageOut
 from crm_contacts.service import MAX_PAGE
 from crmkit.etags import etag, expected_version
@@ -64,7 +64,7 @@ async def delete_company(company_id: UUID, caller: Writer, service: Companies,
 
 @router.get("/companies/{company_id}/audit", response_model=AuditPageOut)
 async def company_audit(company_id: UUID, caller: Reader, service: Contacts,
-                        before: Annotated[int | None, Query(ge=1)] = None,
+                        before: AuditCursor = None,
                         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50) -> AuditPageOut:
     entries = await service.history(caller.workspace_id, "company", company_id, before, limit)
     if not entries and before is None:

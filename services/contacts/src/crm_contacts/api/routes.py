@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response
 
-from crm_contacts.api.deps import Contacts, Reader, Writer
+from crm_contacts.api.deps import AuditCursor, Contacts, Reader, Writer
 from crm_contacts.api.schemas import (
     AuditOut,
     AuditPageOut,
@@ -101,7 +101,7 @@ async def get_timeline(contact_id: UUID, caller: Reader, service: Contacts, curs
 
 @router.get("/contacts/{contact_id}/audit", response_model=AuditPageOut)
 async def contact_audit(contact_id: UUID, caller: Reader, service: Contacts,
-                        before: Annotated[int | None, Query(ge=1)] = None, limit: Limit = 50) -> AuditPageOut:
+                        before: AuditCursor = None, limit: Limit = 50) -> AuditPageOut:
     """Every write to the contact, newest first: who, when, before and after."""
     entries = await service.history(caller.workspace_id, "contact", contact_id, before, limit)
     if not entries and before is None and await service.get_contact(caller.workspace_id, contact_id) is None:

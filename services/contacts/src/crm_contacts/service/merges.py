@@ -80,5 +80,11 @@ class MergesService:
         await privacy.drop_consents(conn, [loser_id])
 
     async def history(self, workspace_id: str, contact_id: UUID) -> list[MergeRecord]:
+        """The merges this contact took part in. A contact merged away keeps its history; an
+        id that is neither a contact nor in a merge of this workspace is not found (as for
+        every other contact read), so another workspace's ids answer as unknown ones do."""
         async with self.db.pool.acquire() as conn:
-            return await merges.history(conn, workspace_id, contact_id)
+            found = await merges.history(conn, workspace_id, contact_id)
+            if not found and not await ContactsStore(conn).exists(workspace_id, contact_id):
+                raise NotFound("contact")
+            return found
