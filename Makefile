@@ -11,10 +11,10 @@ PYTEST := $(PY) -m pytest
 PROTOS := $(shell find proto -name '*.proto')
 STUBS := libs/crmproto/src/crm/.generated
 
-.PHONY: help install system-packages dev test test-unit test-int e2e proto lint bench bench-contacts bench-ticketing bench-pipeline bench-campaigns down clean
+.PHONY: help install system-packages dev test test-unit test-int e2e proof proto lint k8s-check bench chaos bench-contacts bench-ticketing bench-pipeline bench-campaigns bench-partners down clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(TOOLS)/bin/uv:
 	python3 -m venv $(TOOLS)
@@ -33,13 +33,17 @@ install: .venv/.synced $(STUBS) ## the Python environment and the generated gRPC
 system-packages: ## the Debian packages the tests use as real peers (dovecot, chromium)
 	deploy/local/system-packages.sh
 
+proof: install system-packages ## the proof suites in depth (isolation, security, fuzzing with more examples), then make chaos
+	PROOF_FUZZ_EXAMPLES=$${PROOF_FUZZ_EXAMPLES:-25} $(PYTEST) tests/proof -s
+	$(MAKE) chaos
+
 proto: ## regenerate the Python stubs from proto/ (they are never committed)
 	$(PY) proto/generate.py && touch $(STUBS)
 
 dev: install ## run the whole platform locally with demo data (Ctrl-C stops everything)
 	$(PY) deploy/local/devstack.py dev
 
-test: install lint system-packages ## lint, then the whole suite against real servers
+test: install lint k8s-check system-packages ## lint, then the whole suite against real servers
 	$(PYTEST)
 
 test-unit: install ## unit tests only (no servers)
@@ -55,9 +59,21 @@ lint: install ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: install ## benchmarks, each next to its baseline measured in the same run
-	$(PY) bench/ingest_e2e.py
-	$(PY) bench/ingest_adapters.py
+k8s-check: install ## render every Kubernetes overlay (kubectl kustomize) and validate it offline
+	$(PY) deploy/k8s/check.py
+
+bench: install ## the headline benchmarks (1M contacts, imports, fan-out...), each next to its baseline, into bench/results/latest.md
+	$(PY) bench/run_all.py
+
+MOTO := $(TOOLS)/moto/bin/moto_server
+
+$(MOTO):  # moto's S3 server, under tansu, so that the broker keeps its data across a restart
+	python3 -m venv $(TOOLS)/moto
+	$(TOOLS)/moto/bin/pip install --quiet 'moto[server]==5.2.5'
+
+chaos: install $(MOTO) ## SIGKILL each service (10,000 interactions), then also restart the broker (500): lost = 0, duplicated = 0
+	$(PY) bench/chaos.py -n 10000 --rate 40
+	$(PY) bench/chaos.py -n 500 --rate 3 --s3-server $(MOTO)
 
 bench-contacts: install ## contacts at 1M: reads, ResolveIdentities, segments, duplicate scan, CSV import
 	$(PY) bench/contacts_reads.py
@@ -71,6 +87,9 @@ bench-ticketing: install ## ticketing: interactions threaded/s; list and views a
 
 bench-pipeline: install ## pipeline: forecast over 1M deals, the board at 100k open deals, stage changes/s
 	$(PY) bench/pipeline_forecast.py --deals 1000000 --board-deals 100000
+
+bench-partners: install ## partners: webhook fan-out to 100 local endpoints (events/s, p99), a replay of 1M events
+	$(PY) bench/partners_webhooks.py
 
 bench-campaigns: install ## campaigns: tracking endpoints (open pixel, click redirect) requests/s and p99; a 1M-recipient fan-out
 	$(PY) bench/campaigns_tracking.py

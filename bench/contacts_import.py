@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contacts_data as names  # noqa: E402 - the name and email generators of the data benchmark
 
 from crm_contacts.domain import imports  # noqa: E402
-from crm_contacts.domain.fields import Entity, FieldDefinition, FieldType  # noqa: E402
+from crm_contacts.domain.fields import Entity  # noqa: E402
 from crm_contacts.domain.imports import JobStatus, OnDuplicate  # noqa: E402
 from crm_contacts.service import import_batch  # noqa: E402
 from crm_contacts.service.imports import ImportsService  # noqa: E402
@@ -50,6 +50,7 @@ from crm_contacts.store import audit  # noqa: E402
 from crm_contacts.store import fields as field_store  # noqa: E402
 from crm_contacts.store import imports as import_store  # noqa: E402
 from crm_contacts.store.contacts import ContactsStore  # noqa: E402
+from crmkit.fields import FieldDefinition, FieldType  # noqa: E402
 from crmkit.postgres import PgDatabase, PgUnitOfWork, migrate  # noqa: E402
 from crmkit.web import tune_gc  # noqa: E402
 
