@@ -274,7 +274,7 @@ class Accounts:
     async def subscription(self, caller: Caller, subscription_id: UUID) -> Subscription:
         """The subscription if the caller may see it (its workspace's admin or its partner)."""
         async with self.db.pool.acquire() as conn:
-            return await self._subscription(AccountsStore(conn), caller, subscription_id)
+            return await visible_subscription(AccountsStore(conn), caller, subscription_id)
 
     async def update_subscription(self, caller: Caller, subscription_id: UUID, changes: dict[str, Any],
                                   expected_version: int) -> Subscription:
@@ -285,7 +285,7 @@ class Accounts:
         new_url = await self._url(changes["url"]) if changes.get("url") is not None else None
         async with self.db.unit_of_work() as uow:
             store = AccountsStore(uow.conn)
-            sub = await self._subscription(store, caller, subscription_id, lock=True)
+            sub = await visible_subscription(store, caller, subscription_id, lock=True)
             if sub.version != expected_version:
                 raise stale(sub.version)
             types = _event_types(changes["event_types"]) if "event_types" in changes else sub.event_types
@@ -305,16 +305,8 @@ class Accounts:
         """Removes it with its secrets and deliveries."""
         async with self.db.unit_of_work() as uow:
             store = AccountsStore(uow.conn)
-            await self._subscription(store, caller, subscription_id, lock=True)
+            await visible_subscription(store, caller, subscription_id, lock=True)
             await store.delete_subscription(caller.workspace_id, subscription_id)
-
-    @staticmethod
-    async def _subscription(store: AccountsStore, caller: Caller, subscription_id: UUID, *,
-                            lock: bool = False) -> Subscription:
-        sub = await store.subscription(caller.workspace_id, subscription_id, lock=lock)
-        if sub is None or not caller.sees(str(sub.partner_id)):
-            raise NotFound("subscription")
-        return sub
 
     async def _url(self, url: str) -> str:
         try:
@@ -348,3 +340,13 @@ def _filters(filters: dict[str, Any], event_types: tuple[str, ...]) -> dict[str,
         return parse_filters(filters, list(event_types))
     except FilterError as exc:
         raise invalid(FieldError("filters", str(exc))) from exc
+
+
+async def visible_subscription(store: AccountsStore, caller: Caller, subscription_id: UUID, *,
+                               lock: bool = False) -> Subscription:
+    """The subscription if the caller may see it (its workspace's admin or its own partner);
+    404 otherwise, so another workspace's or partner's ids answer as unknown ones do."""
+    sub = await store.subscription(caller.workspace_id, subscription_id, lock=lock)
+    if sub is None or not caller.sees(str(sub.partner_id)):
+        raise NotFound("subscription")
+    return sub

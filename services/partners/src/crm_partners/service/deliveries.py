@@ -42,16 +42,16 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from uuid import UUID
 
-import asyncpg
 import httpx
 
 from crm_partners.api.caller import Caller
-from crm_partners.domain.accounts import Subscription, new_webhook_secret
+from crm_partners.domain.accounts import new_webhook_secret
 from crm_partners.domain.backoff import Backoff
 from crm_partners.domain.filters import matches
 from crm_partners.domain.model import PublicEvent
 from crm_partners.domain.signing import message_id, signature_headers
 from crm_partners.domain.urls import UnsafeUrl, resolve_target
+from crm_partners.service.accounts import visible_subscription
 from crm_partners.settings import Settings
 from crm_partners.store.accounts import AccountsStore
 from crm_partners.store.deliveries import (
@@ -297,7 +297,7 @@ class Deliveries:
             except (InvalidCursor, ValueError, TypeError) as exc:
                 raise Problem(422, "invalid-cursor", "Invalid cursor", str(InvalidCursor())) from exc
         async with self.db.pool.acquire() as conn:
-            await _subscription(conn, caller, subscription_id)
+            await visible_subscription(AccountsStore(conn), caller, subscription_id)
             store = DeliveriesStore(conn)
             found = await store.deliveries(caller.workspace_id, subscription_id, status, before, limit + 1)
             page = found[:limit]
@@ -331,7 +331,7 @@ class Deliveries:
     async def retry_dead(self, caller: Caller, subscription_id: UUID) -> int:
         """Puts every dead delivery of the subscription back in the queue; how many."""
         async with self.db.unit_of_work() as uow:
-            await _subscription(uow.conn, caller, subscription_id, lock=True)
+            await visible_subscription(AccountsStore(uow.conn), caller, subscription_id, lock=True)
             count = await DeliveriesStore(uow.conn).requeue_dead(caller.workspace_id, subscription_id)
         self.wake()
         return count
@@ -346,7 +346,7 @@ class Deliveries:
         replay_id = uuid7()
         count = 0
         async with self.db.unit_of_work() as uow:
-            sub = await _subscription(uow.conn, caller, subscription_id, lock=True)
+            sub = await visible_subscription(AccountsStore(uow.conn), caller, subscription_id, lock=True)
             if sub.delivery != "webhook":
                 raise _invalid(FieldError("subscription", "only webhook subscriptions are replayed; "
                                                           "the pull API reads from any cursor"))
@@ -377,7 +377,7 @@ class Deliveries:
         secret = new_webhook_secret()
         until = datetime.now(UTC) + grace
         async with self.db.unit_of_work() as uow:
-            sub = await _subscription(uow.conn, caller, subscription_id, lock=True)
+            sub = await visible_subscription(AccountsStore(uow.conn), caller, subscription_id, lock=True)
             if sub.delivery != "webhook":
                 raise _invalid(FieldError("subscription", "only webhook subscriptions have signing secrets"))
             await DeliveriesStore(uow.conn).rotate_secret(subscription_id, uuid7(), secret, until)
@@ -386,20 +386,11 @@ class Deliveries:
     async def enable(self, caller: Caller, subscription_id: UUID) -> None:
         """Enables a disabled subscription (after a 410, say): its pending deliveries resume."""
         async with self.db.unit_of_work() as uow:
-            await _subscription(uow.conn, caller, subscription_id, lock=True)
+            await visible_subscription(AccountsStore(uow.conn), caller, subscription_id, lock=True)
             store = DeliveriesStore(uow.conn)
             await store.enable(caller.workspace_id, subscription_id)
             await store.release_heads(subscription_id)
         self.wake()
-
-
-async def _subscription(conn: asyncpg.Connection, caller: Caller, subscription_id: UUID, *,
-                        lock: bool = False) -> Subscription:
-    """The subscription if the caller may see it (its workspace's admin or its own partner)."""
-    sub = await AccountsStore(conn).subscription(caller.workspace_id, subscription_id, lock=lock)
-    if sub is None or not caller.sees(str(sub.partner_id)):
-        raise NotFound("subscription")
-    return sub
 
 
 def _with_log(record: DeliveryRecord, attempts: Sequence[Attempt]) -> DeliveryRecord:
