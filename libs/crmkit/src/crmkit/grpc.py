@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from uuid import UUID
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -60,6 +61,15 @@ class TransientToUnavailable(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+async def uuid_or_abort(context: grpc.aio.ServicerContext, value: str, field: str) -> UUID:
+    """``value`` as a UUID; otherwise the call ends with INVALID_ARGUMENT naming ``field``."""
+    try:
+        return UUID(value)
+    except ValueError:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field} is not a UUID")
+        raise
 
 
 async def start_server(host: str, port: int, services: dict[str, Register]) -> GrpcServer:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import grpc
 
 from crm.campaigns.v1 import campaigns_pb2, campaigns_pb2_grpc
 from crm_campaigns.service import CampaignsService
-from crmkit.grpc import GrpcAuth
+from crmkit.grpc import GrpcAuth, uuid_or_abort
 
 
 class CampaignsServicer(campaigns_pb2_grpc.CampaignsServiceServicer):  # type: ignore[misc]
@@ -20,11 +18,7 @@ class CampaignsServicer(campaigns_pb2_grpc.CampaignsServiceServicer):  # type: i
         self, request: campaigns_pb2.GetContactEngagementRequest, context: grpc.aio.ServicerContext
     ) -> campaigns_pb2.ContactEngagement:
         caller = await self.auth.principal(context, "campaigns:read")
-        try:
-            contact_id = str(UUID(request.contact_id))
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "contact_id is not a UUID")
-            raise
+        contact_id = str(await uuid_or_abort(context, request.contact_id, "contact_id"))
         found = await self.service.contact_engagement(caller.workspace_id, contact_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no engagement for this contact")

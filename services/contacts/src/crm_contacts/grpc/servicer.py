@@ -23,7 +23,7 @@ from crm_contacts.wire import (
     kind_from_proto,
 )
 from crm_contacts.wire_segments import audience_member_to_proto
-from crmkit.grpc import GrpcAuth
+from crmkit.grpc import GrpcAuth, uuid_or_abort
 
 MAX_BATCH = 500
 
@@ -75,11 +75,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
         self, request: contacts_pb2.GetContactRequest, context: grpc.aio.ServicerContext
     ) -> contacts_pb2.Contact:
         caller = await self.auth.principal(context, "contacts:read")
-        try:
-            contact_id = UUID(request.contact_id)
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "contact_id is not a UUID")
-            raise
+        contact_id = await uuid_or_abort(context, request.contact_id, "contact_id")
         contact = await self.service.get_contact(caller.workspace_id, contact_id)
         if contact is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such contact in this workspace")
@@ -94,11 +90,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
         self, request: contacts_pb2.GetCompanyRequest, context: grpc.aio.ServicerContext
     ) -> contacts_pb2.Company:
         caller = await self.auth.principal(context, "contacts:read")
-        try:
-            company_id = UUID(request.company_id)
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "company_id is not a UUID")
-            raise
+        company_id = await uuid_or_abort(context, request.company_id, "company_id")
         company = await CompaniesService(self.service.db).get(caller.workspace_id, company_id)
         if company is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such company in this workspace")
@@ -110,11 +102,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
     ) -> contacts_pb2.Contact:
         """Tags added/removed and custom fields set by a service, through the REST update's rules."""
         caller = await self.auth.principal(context, "internal")
-        try:
-            contact_id = UUID(request.contact_id)
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "contact_id is not a UUID")
-            raise
+        contact_id = await uuid_or_abort(context, request.contact_id, "contact_id")
         current = await self.service.get_contact(caller.workspace_id, contact_id)
         if current is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such contact in this workspace")
@@ -142,11 +130,7 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
         self, request: contacts_pb2.ConfirmErasureRequest, context: grpc.aio.ServicerContext
     ) -> contacts_pb2.ConfirmErasureResponse:
         caller = await self.auth.principal(context, "internal")
-        try:
-            contact_id = UUID(request.contact_id)
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "contact_id is not a UUID")
-            raise
+        contact_id = await uuid_or_abort(context, request.contact_id, "contact_id")
         if not 0 < len(request.service) <= 64:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "service names the confirming service")
         try:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import grpc
 
 from crm.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from crm_pipeline.service import PipelineService
-from crmkit.grpc import GrpcAuth
+from crmkit.grpc import GrpcAuth, uuid_or_abort
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignore[misc]
@@ -20,11 +18,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         self, request: pipeline_pb2.GetContactActivityRequest, context: grpc.aio.ServicerContext
     ) -> pipeline_pb2.ContactActivity:
         caller = await self.auth.principal(context, "pipeline:read")
-        try:
-            contact_id = UUID(request.contact_id)
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "contact_id is not a UUID")
-            raise
+        contact_id = await uuid_or_abort(context, request.contact_id, "contact_id")
         activity = await self.service.contact_activity(caller.workspace_id, contact_id)
         if activity is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no activity for this contact")

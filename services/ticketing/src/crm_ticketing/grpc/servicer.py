@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import grpc
 
 from crm.ticketing.v1 import ticketing_pb2, ticketing_pb2_grpc
 from crm_ticketing.service import TicketingService
 from crm_ticketing.wire import ticket_to_proto
-from crmkit.grpc import GrpcAuth
+from crmkit.grpc import GrpcAuth, uuid_or_abort
 
 
 class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):  # type: ignore[misc]
@@ -21,11 +19,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):  # type: i
         self, request: ticketing_pb2.GetTicketRequest, context: grpc.aio.ServicerContext
     ) -> ticketing_pb2.Ticket:
         caller = await self.auth.principal(context, "tickets:read")
-        try:
-            ticket_id = UUID(request.ticket_id)
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ticket_id is not a UUID")
-            raise
+        ticket_id = await uuid_or_abort(context, request.ticket_id, "ticket_id")
         ticket = await self.service.get_ticket(caller.workspace_id, ticket_id)
         if ticket is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such ticket in this workspace")
