@@ -11,7 +11,7 @@ isolated (bench/_platform.py). The audience is real: ``--recipients`` contacts a
 contacts' own PostgreSQL with COPY (bench/contacts_data.py, no planted duplicates), each given
 consent to marketing email with one INSERT ... SELECT, and a segment over the whole workspace
 is created through contacts' REST API (its full evaluation is timed apart). So campaigns reads
-the audience the way it does in production, over gRPC ``StreamSegmentMembers`` from the
+the audience the way it does in production, over gRPC ``StreamSegmentMemberPages`` from the
 contacts process, and that stream is part of the fan-out time. Campaigns runs while the
 audience is seeded, and the send waits until contacts' outbox is drained and campaigns has
 consumed contacts' events (the new segment's membership events, one per member), so that the

@@ -46,6 +46,8 @@ REQUESTS: dict[str, Callable[[Ids], dict[str, Any]]] = {
         "identity": {"kind": "IDENTITY_KIND_EMAIL", "value": ids["email"]}, "create_if_missing": False}]},
     "crm.contacts.v1.ContactsService.GetContact": lambda ids: {"contact_id": ids["contact_id"]},
     "crm.contacts.v1.ContactsService.StreamSegmentMembers": lambda ids: {"segment_ids": [ids["segment_id"]]},
+    "crm.contacts.v1.ContactsService.StreamSegmentMemberPages":
+        lambda ids: {"segment_ids": [ids["segment_id"]]},
     "crm.contacts.v1.ContactsService.ConfirmErasure": lambda ids: {"contact_id": ids["erased_id"],
                                                                    "service": "ticketing"},
     "crm.contacts.v1.ContactsService.GetCompany": lambda ids: {"company_id": ids["company_id"]},

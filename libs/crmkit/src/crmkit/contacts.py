@@ -111,13 +111,14 @@ class ContactsClient:
         """Every member of any of ``segment_ids`` and of none of ``exclude_segment_ids``, each
         once, in contact id order, with identities and consents. Raises UnknownSegment when a
         segment is not in the workspace, before the first member."""
-        call = self.stub.StreamSegmentMembers(
+        call = self.stub.StreamSegmentMemberPages(
             contacts_pb2.StreamSegmentMembersRequest(segment_ids=list(segment_ids),
                                                      exclude_segment_ids=list(exclude_segment_ids)),
             timeout=timeout, metadata=self.credentials.metadata(workspace_id))
         try:
-            async for member in call:
-                yield member
+            async for page in call:  # hundreds of members a message: gRPC costs per message
+                for member in page.members:
+                    yield member
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 raise UnknownSegment(exc.details() or "no such segment") from exc

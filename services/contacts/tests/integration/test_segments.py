@@ -306,13 +306,18 @@ async def test_the_audience_streams_each_member_once_in_id_order_without_the_exc
     [member] = [m for m in streamed if m.contact.id == str(reachable)]
     assert [i.kind for i in member.contact.identities] == [common_pb2.IDENTITY_KIND_EMAIL]
     assert [(c.channel, c.purpose, c.status) for c in member.consents] == [("email", "marketing", "granted")]
+    # The paged rpc: the same members in the same order, many to a message.
+    pages = [p async for p in contacts.stub.StreamSegmentMemberPages(
+        request, timeout=30, metadata=contacts.grpc_metadata(ws))]
+    assert [m for page in pages for m in page.members] == streamed
+    assert 1 < len(pages) < len(streamed)
     for bad, code in [(["nope"], grpc.StatusCode.INVALID_ARGUMENT), ([], grpc.StatusCode.INVALID_ARGUMENT),
                       ([str(uuid7())], grpc.StatusCode.NOT_FOUND)]:
-        with pytest.raises(grpc.aio.AioRpcError) as error:
-            request = contacts_pb2.StreamSegmentMembersRequest(segment_ids=bad)
-            [m async for m in contacts.stub.StreamSegmentMembers(
-                request, timeout=10, metadata=contacts.grpc_metadata(ws))]
-        assert error.value.code() == code
+        for rpc in (contacts.stub.StreamSegmentMembers, contacts.stub.StreamSegmentMemberPages):
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                request = contacts_pb2.StreamSegmentMembersRequest(segment_ids=bad)
+                [m async for m in rpc(request, timeout=10, metadata=contacts.grpc_metadata(ws))]
+            assert error.value.code() == code
 
 
 async def test_bad_rules_answer_422_naming_each_place(contacts: Contacts, pool: asyncpg.Pool) -> None:

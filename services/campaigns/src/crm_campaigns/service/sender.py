@@ -2,18 +2,23 @@
 
 For each campaign that is ``sending`` (or ``scheduled`` and due, which it starts) the sender
 holds a lease (one sender per campaign across replicas) and streams the audience from
-contacts in contact id order. Per batch, in ONE transaction: the sends already made are
-skipped, recipients without an address, without email marketing consent or on the
-suppression list get a ``suppressed`` send (with the reason), the others a ``queued`` send,
-and the checkpoint (the last contact id handled, ``after``) moves. The unique (workspace,
-campaign, contact) index on sends makes a second send to anyone impossible, whatever crashes;
-the checkpoint only saves streaming again from the start.
+contacts in contact id order. Per batch: the sends already made are skipped, recipients
+without an address, without email marketing consent or on the suppression list get a
+``suppressed`` send (with the reason), the others a ``queued`` send and a rendered message;
+then, in ONE transaction, the batch's send documents are inserted and the checkpoint (the last
+contact id handled, ``after``) moves. The unique (workspace, campaign, contact) index on sends
+makes a second send to anyone impossible, whatever crashes; the checkpoint only saves
+streaming again from the start.
 
 The batch's OutboundMessages are then handed to the broker straight from memory (every ack
 awaited) and the checkpoint's ``handed`` catches up with ``after``. The queued send documents
 are the outbox: if the process dies between the commit and the acks, the next pass starts
 from ``handed``, and each send of the unconfirmed stretch still ``queued`` is rendered again
 under its own send id (the message id, which ingest delivers once) and handed over again.
+The three steps overlap across batches (``_Shipping``): batch N+1 is rendered while the
+database commits batch N and the broker takes batch N-1, so the campaigns process, the
+database and the broker work at once instead of in turn; commits and hand-overs each stay in
+batch order, so the unconfirmed stretch after a crash is at most two batches.
 Going through crmkit's outbox instead cost a second 2 KB document per message, read and
 deleted again by the relay: on SecantusDB that reading and deleting took more of the server
 than the batches' transactions themselves (see bench/README.md, ``campaigns_fanout.py``).
@@ -30,8 +35,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import replace
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -84,6 +90,72 @@ async def _read_ahead(source: AsyncGenerator[Recipient, None], ahead: int) -> As
         task.cancel()  # stopped early (pause, cancel, an error): the stream is not read on
         await asyncio.gather(task, return_exceptions=True)
         await source.aclose()
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A prepared batch: what ``_commit`` writes and ``_hand_over`` hands to the broker."""
+
+    campaign_id: str
+    docs: list[dict[str, Any]]
+    messages: list[tuple[str, Event]]
+    checkpoint: dict[str, Any]  # the campaign's checkpoint once this batch is committed
+    state: dict[str, Any]  # the pass's live state (its ``handed`` moves as batches are handed over)
+    now: datetime
+
+
+class _Shipping:
+    """Prepared batches on their way out, so that the next batch is rendered while the database
+    commits this one and the broker takes the one before: each batch is committed after the
+    batch before it, and handed over after its own commit and the batch before's hand-over, so
+    the checkpoint's ``after`` and ``handed`` only move forward. At most two batches are
+    between preparing and handed over; the first failure stops the pass (``ship`` and
+    ``finish`` raise it) and the next pass resumes from the checkpoint."""
+
+    def __init__(self, commit: Callable[[_Batch], Awaitable[None]],
+                 hand_over: Callable[[_Batch], Awaitable[None]]) -> None:
+        self.commit = commit
+        self.hand_over = hand_over
+        self.committed: asyncio.Task[None] | None = None
+        self.handing: deque[asyncio.Task[None]] = deque()
+
+    async def ship(self, batch: _Batch) -> None:
+        committed = asyncio.create_task(self._commit_after(self.committed, batch))
+        handed = asyncio.create_task(self._hand_over_after(
+            self.handing[-1] if self.handing else None, committed, batch))
+        self.committed = committed
+        self.handing.append(handed)
+        while len(self.handing) > 1:
+            await self.handing.popleft()
+
+    async def finish(self) -> None:
+        """Wait until every shipped batch is handed over."""
+        while self.handing:
+            await self.handing.popleft()
+        if self.committed is not None:
+            await self.committed
+
+    async def abandon(self) -> None:
+        """After a failure or a cancel: stop what is still on its way (the checkpoint says what
+        the next pass must redo)."""
+        tasks = [t for t in (*self.handing, self.committed) if t is not None]
+        self.handing.clear()
+        self.committed = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _commit_after(self, before: asyncio.Task[None] | None, batch: _Batch) -> None:
+        if before is not None:
+            await before
+        await self.commit(batch)
+
+    async def _hand_over_after(self, before: asyncio.Task[None] | None, committed: asyncio.Task[None],
+                               batch: _Batch) -> None:
+        if before is not None:
+            await before
+        await committed
+        await self.hand_over(batch)
 
 
 class Sender:
@@ -167,14 +239,13 @@ class Sender:
         plan = await self.ab.plan(campaign, template, now)
         after = checkpoint.get("after", "")
         state: dict[str, Any] = {"pass": checkpoint.get("pass", 0), "after": after,
-                                 "handed": checkpoint.get("handed", after),
+                                 "handed": checkpoint.get("handed", ""),
                                  "deferred_until": checkpoint.get("deferred_until"),
                                  "next_at": checkpoint.get("next_at")}
         # The last batch before a crash may have been committed but not handed over: its queued
         # sends, up to ``redo_until``, are handed over again.
         redo_until = after if state["handed"] < after else ""
         size = rules.batch_size(campaign.throttle_per_minute, self.batch_size)
-        queued = 0
         await self._wait_until(campaign, state["next_at"])  # the throttle holds across restarts
         batch: list[Recipient] = []
         templates = [template, *(plan.templates.values() if plan else ())]
@@ -182,6 +253,7 @@ class Sender:
         members = _read_ahead(self.audiences.members(workspace_id, campaign.audience.segments,
                                                      campaign.audience.exclude, company_details=details),
                               2 * size)
+        shipping = _Shipping(self._commit, self._hand_over)
         try:
             async for recipient in members:
                 if state["handed"] and recipient.contact_id <= state["handed"]:
@@ -189,14 +261,17 @@ class Sender:
                 batch.append(recipient)
                 if len(batch) < size:
                     continue
-                queued += await self._batch(campaign, template, batch, state, plan, redo_until)
+                await shipping.ship(await self._prepare(campaign, template, batch, state, plan, redo_until))
                 batch = []
                 await self._wait_until(campaign, state["next_at"])
                 if not await self._still_sending(campaign):
+                    await shipping.finish()
                     return
             if batch:
-                queued += await self._batch(campaign, template, batch, state, plan, redo_until)
+                await shipping.ship(await self._prepare(campaign, template, batch, state, plan, redo_until))
+            await shipping.finish()
         finally:
+            await shipping.abandon()
             await members.aclose()
         if plan is not None and state["deferred_until"] is None:
             async with self.db.unit_of_work() as uow:
@@ -239,10 +314,11 @@ class Sender:
             else:
                 uow.add(wire.campaign_event(done, "cancelled", now))
 
-    async def _batch(self, campaign: Campaign, template: Template, batch: Sequence[Recipient],
-                     state: dict[str, Any], plan: AbPlan | None = None, redo_until: str = "") -> int:
-        """Handle one batch in one transaction, then hand its messages to the broker; returns
-        how many messages were handed over."""
+    async def _prepare(self, campaign: Campaign, template: Template, batch: Sequence[Recipient],
+                       state: dict[str, Any], plan: AbPlan | None = None, redo_until: str = "") -> _Batch:
+        """One batch's send documents and messages, rendered, and the checkpoint after it;
+        nothing is written yet (``_commit`` does). Reading outside the transaction is safe: one
+        sender holds the campaign, and the unique index refuses a second send to anyone."""
         now = datetime.now(UTC)
         ws = campaign.workspace_id
         messages: list[tuple[str, Event]] = []
@@ -250,56 +326,64 @@ class Sender:
             existing = await sends_store.existing_sends(uow, ws, campaign.id, [r.contact_id for r in batch])
             fresh = [r for r in batch if r.contact_id not in existing]
             blocked = await sends_store.suppressed(uow, ws, [r.email for r in fresh if r.email])
-            docs: list[dict[str, Any]] = []
-            deferred = state["deferred_until"]
-            for r in batch:
-                send = existing.get(r.contact_id)
-                if send is None:
-                    continue
-                if send["status"] == "queued" and r.contact_id <= redo_until:
-                    variant = send.get("variant", "")
-                    try:
-                        messages.append((send["_id"], self._render(
-                            plan.template_for(variant) if plan and variant else template,
-                            replace(r, email=send["address"]), ws, send["_id"])))
-                    except rendering.RenderError:
-                        log.warning("a queued message of campaign %s no longer renders", campaign.id)
-            for r in fresh:
-                reason = ("no_address" if not r.email else "no_consent" if not r.marketing_consent
-                          else blocked.get(r.email, ""))
-                send_id = str(uuid7())
-                doc = partial(sends_store.send_doc, send_id=send_id, workspace_id=ws, campaign_id=campaign.id,
-                              contact_id=r.contact_id, address=r.email, now=now)
-                if reason:
-                    docs.append(doc(status="suppressed", reason=reason))
-                    continue
-                quiet = rules.quiet_until(campaign.quiet_hours, now, r.time_zone)
-                if quiet is not None:
-                    deferred = quiet if deferred is None else min(deferred, quiet)
-                    continue
-                variant = plan.variant_of(campaign.id, r.contact_id) if plan else ""
-                if variant is None:
-                    continue  # an A/B test's remainder: it gets the winner later
-                ab_fields = {"ab_test": plan.testing} if plan else {}
+        docs: list[dict[str, Any]] = []
+        deferred = state["deferred_until"]
+        for r in batch:
+            send = existing.get(r.contact_id)
+            if send is None:
+                continue
+            if send["status"] == "queued" and r.contact_id <= redo_until:
+                variant = send.get("variant", "")
                 try:
-                    message = self._render(plan.template_for(variant) if plan and variant else template,
-                                           r, ws, send_id)
-                except rendering.RenderError as exc:
-                    docs.append({**doc(status="failed", reason=f"render: {exc}"[:500], variant=variant),
-                                 **ab_fields})
-                    continue
-                docs.append({**doc(status="queued", variant=variant), **ab_fields})
-                messages.append((send_id, message))
-            await sends_store.insert_sends(uow, docs)
-            state["after"], state["deferred_until"] = batch[-1].contact_id, deferred
-            # The next batch waits for what this one queued to fit in the throttle.
-            pause = rules.pace(len(messages), campaign.throttle_per_minute, 0.0)
-            state["next_at"] = now + timedelta(seconds=pause) if pause else None
-            await store.set_checkpoint(uow, campaign.id, dict(state))
-        await self._hand_off(messages, now)
-        state["handed"] = state["after"]
-        await store.set_handed(self.db, campaign.id, state["handed"])
-        return len(messages)
+                    messages.append((send["_id"], self._render(
+                        plan.template_for(variant) if plan and variant else template,
+                        replace(r, email=send["address"]), ws, send["_id"])))
+                except rendering.RenderError:
+                    log.warning("a queued message of campaign %s no longer renders", campaign.id)
+        for r in fresh:
+            reason = ("no_address" if not r.email else "no_consent" if not r.marketing_consent
+                      else blocked.get(r.email, ""))
+            send_id = str(uuid7())
+            doc = partial(sends_store.send_doc, send_id=send_id, workspace_id=ws, campaign_id=campaign.id,
+                          contact_id=r.contact_id, address=r.email, now=now)
+            if reason:
+                docs.append(doc(status="suppressed", reason=reason))
+                continue
+            quiet = rules.quiet_until(campaign.quiet_hours, now, r.time_zone)
+            if quiet is not None:
+                deferred = quiet if deferred is None else min(deferred, quiet)
+                continue
+            variant = plan.variant_of(campaign.id, r.contact_id) if plan else ""
+            if variant is None:
+                continue  # an A/B test's remainder: it gets the winner later
+            ab_fields = {"ab_test": plan.testing} if plan else {}
+            try:
+                message = self._render(plan.template_for(variant) if plan and variant else template,
+                                       r, ws, send_id)
+            except rendering.RenderError as exc:
+                docs.append({**doc(status="failed", reason=f"render: {exc}"[:500], variant=variant),
+                             **ab_fields})
+                continue
+            docs.append({**doc(status="queued", variant=variant), **ab_fields})
+            messages.append((send_id, message))
+        state["after"], state["deferred_until"] = batch[-1].contact_id, deferred
+        # The next batch waits for what this one queued to fit in the throttle.
+        pause = rules.pace(len(messages), campaign.throttle_per_minute, 0.0)
+        state["next_at"] = now + timedelta(seconds=pause) if pause else None
+        return _Batch(campaign.id, docs, messages, dict(state), state, now)
+
+    async def _commit(self, batch: _Batch) -> None:
+        """The batch's send documents and the checkpoint after it, in one transaction."""
+        async with self.db.unit_of_work() as uow:
+            await sends_store.insert_sends(uow, batch.docs)
+            await store.set_checkpoint(uow, batch.campaign_id, batch.checkpoint)
+
+    async def _hand_over(self, batch: _Batch) -> None:
+        """The committed batch's messages onto the broker, then ``handed`` up to its end."""
+        await self._hand_off(batch.messages, batch.now)
+        after = batch.checkpoint["after"]
+        batch.state["handed"] = after
+        await store.set_handed(self.db, batch.campaign_id, batch.checkpoint["pass"], after)
 
     async def _hand_off(self, messages: Sequence[tuple[str, Event]], now: datetime) -> None:
         """Every message on the broker, acknowledged; a failure raises (the pass stops and the

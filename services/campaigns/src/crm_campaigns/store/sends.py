@@ -26,12 +26,17 @@ def send_doc(*, send_id: str, workspace_id: str, campaign_id: str, contact_id: s
 async def existing_sends(uow: MongoUnitOfWork, workspace_id: str, campaign_id: str,
                          contact_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The campaign's sends to these contacts already made, by contact id (``_id``, status,
-    variant and address only)."""
+    variant and address only). Read as one range of the unique index, from the lowest contact
+    id to the highest: a batch of the audience is such a range, and a range with no sends in
+    it (a first pass) costs the server one seek instead of one per contact."""
+    if not contact_ids:
+        return {}
+    wanted = set(contact_ids)
     cursor = uow.db.sends.find({"workspace_id": workspace_id, "campaign_id": campaign_id,
-                                "contact_id": {"$in": list(contact_ids)}},
+                                "contact_id": {"$gte": min(wanted), "$lte": max(wanted)}},
                                {"contact_id": 1, "status": 1, "variant": 1, "address": 1},
                                session=uow.session)
-    return {d["contact_id"]: d async for d in cursor}
+    return {d["contact_id"]: d async for d in cursor if d["contact_id"] in wanted}
 
 
 async def insert_sends(uow: MongoUnitOfWork, docs: list[dict[str, Any]]) -> None:

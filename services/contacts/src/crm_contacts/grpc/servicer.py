@@ -25,6 +25,8 @@ from crm_contacts.wire import (
 from crm_contacts.wire_segments import audience_member_to_proto
 from crmkit.grpc import GrpcAuth, uuid_or_abort
 
+PAGE_BYTES = 1 << 20  # a StreamSegmentMemberPages message stops growing past this size
+
 MAX_BATCH = 500
 
 
@@ -143,6 +145,20 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
     async def StreamSegmentMembers(
         self, request: contacts_pb2.StreamSegmentMembersRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[contacts_pb2.AudienceMember]:
+        async for page in self._audience(request, context):
+            for member in page:
+                yield member
+
+    async def StreamSegmentMemberPages(
+        self, request: contacts_pb2.StreamSegmentMembersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[contacts_pb2.AudiencePage]:
+        async for page in self._audience(request, context):
+            yield contacts_pb2.AudiencePage(members=page)
+
+    async def _audience(
+        self, request: contacts_pb2.StreamSegmentMembersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[list[contacts_pb2.AudienceMember]]:
+        """The members as protobufs, in pages of at most AUDIENCE_PAGE and about PAGE_BYTES."""
         caller = await self.auth.principal(context, "contacts:read")
         try:
             include = [UUID(s) for s in request.segment_ids]
@@ -155,9 +171,18 @@ class ContactsServicer(contacts_pb2_grpc.ContactsServiceServicer):  # type: igno
                                 f"1 to {MAX_STREAM_SEGMENTS} segment ids, excluded ones included")
         segments = SegmentsService(self.service.db)
         try:
-            async for page in segments.audience(caller.workspace_id, include, exclude):
-                for member in page:
-                    yield audience_member_to_proto(member)
+            async for members in segments.audience(caller.workspace_id, include, exclude):
+                page: list[contacts_pb2.AudienceMember] = []
+                size = 0
+                for member in members:
+                    message = audience_member_to_proto(member)
+                    size += message.ByteSize()
+                    page.append(message)
+                    if size >= PAGE_BYTES:  # far below gRPC's 4 MiB message limit
+                        yield page
+                        page, size = [], 0
+                if page:
+                    yield page
         except NotFound:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such segment in this workspace")
             raise
