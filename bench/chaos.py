@@ -10,8 +10,11 @@ The platform is started as `make dev` starts it (deploy/local/devstack.py), isol
 benchmarks isolate it (bench/_platform.py). tansu keeps its data in memory by default, which a
 restart wipes: with --s3-server it stores in S3 instead, served by moto's S3 server (PyPI
 `moto`; `make chaos` installs it under .tools/), a process apart, so a restart of the broker
-keeps every topic, record and committed offset. moto is slow under tansu's many listings, so
-the broker's restart is proved on a smaller run (docs/proof.md, "Chaos"). Senders are a fixed
+keeps every topic, record and committed offset. On S3 every fetch costs the broker S3 calls,
+and tansu answers a fetch with nothing new only when its wait expires: at the platform's
+default wait (50 ms, ``CRM_KAFKA_FETCH_MAX_WAIT_MS``) the idle consumers alone kept moto busy
+and the pipeline crawled (a few interactions a second), so with --s3-server the services wait
+up to ``--s3-fetch-wait-ms`` (1000) instead. Senders are a fixed
 set per channel and each sender's messages form one conversation (emails answer the sender's
 previous one), so the right contact and the right ticket of every interaction are known in
 advance. Prints a report; exits 1 when anything was lost, duplicated, misplaced or not accepted.
@@ -392,6 +395,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--s3-server", default=None,
                         help="moto's moto_server: tansu then stores in S3 and is restarted too "
                              "(make chaos installs it); without it tansu is in memory and not restarted")
+    parser.add_argument("--s3-fetch-wait-ms", type=int, default=1000,
+                        help="with --s3-server, how long a fetch may wait for records (default 1000)")
     parser.add_argument("--keep-logs", type=Path, default=None,
                         help="copy the servers' and services' logs here at the end")
     args = parser.parse_args()
@@ -408,6 +413,8 @@ def main() -> int:
     if args.s3_server:
         s3, s3_env = start_s3(args.s3_server, platform.data_dir / "logs")
         os.environ.update(s3_env)  # read by devstack's broker start, on every start
+        # Inherited by every service started (and restarted) from here: see the docstring.
+        os.environ["CRM_KAFKA_FETCH_MAX_WAIT_MS"] = str(args.s3_fetch_wait_ms)
     try:
         with platform:
             text, ok = asyncio.run(run(args, platform))
