@@ -57,6 +57,10 @@ def free_offset() -> int:
     raise RuntimeError("no port offset leaves every port of make dev free")
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_make_dev_serves_demo_data_and_ctrl_c_stops_everything(infra_env: dict[str, str]) -> None:
     data_dir = ROOT / ".local" / f"devtest-{RUN_ID}"
     offset = free_offset()
@@ -69,6 +73,10 @@ def test_make_dev_serves_demo_data_and_ctrl_c_stops_everything(infra_env: dict[s
          "--port-offset", str(offset)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # its own process group, as a terminal gives it
+        # and Ctrl-C's default action, as a terminal gives it: a suite started in the background
+        # (`make test &`) has SIGINT ignored, which children inherit, and Python then never
+        # raises KeyboardInterrupt.
+        preexec_fn=_sigint_default,
     )
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]

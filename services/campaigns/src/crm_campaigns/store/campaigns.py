@@ -178,4 +178,4 @@ async def take_lease(database: MongoDatabase, campaign_id: str, owner: str, now:
 
 async def release_lease(database: MongoDatabase, campaign_id: str, owner: str) -> None:
     await database.db.campaign_leases.update_one({"_id": campaign_id, "owner": owner},
-                                                   {"$set": {"owner": None, "until": None}})
+                                                 {"$set": {"owner": None, "until": None}})
