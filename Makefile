@@ -65,15 +65,8 @@ k8s-check: install ## render every Kubernetes overlay (kubectl kustomize) and va
 bench: install ## the headline benchmarks (1M contacts, imports, fan-out...), each next to its baseline, into bench/results/latest.md
 	$(PY) bench/run_all.py
 
-MOTO := $(TOOLS)/moto/bin/moto_server
-
-$(MOTO):  # moto's S3 server, under tansu, so that the broker keeps its data across a restart
-	python3 -m venv $(TOOLS)/moto
-	$(TOOLS)/moto/bin/pip install --quiet 'moto[server]==5.2.5'
-
-chaos: install $(MOTO) ## SIGKILL each service (10,000 interactions), then also restart the broker (500): lost = 0, duplicated = 0
-	$(PY) bench/chaos.py -n 10000 --rate 40
-	$(PY) bench/chaos.py -n 500 --rate 3 --s3-server $(MOTO)
+chaos: install ## 10,000 interactions while each service and the broker are SIGKILLed and restarted: lost = 0, duplicated = 0
+	$(PY) bench/chaos.py -n 10000 --rate 40 --broker-restart
 
 bench-contacts: install ## contacts at 1M: reads, ResolveIdentities, segments, duplicate scan, CSV import
 	$(PY) bench/contacts_reads.py

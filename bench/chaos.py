@@ -1,20 +1,20 @@
 """Chaos: inbound interactions on every channel pushed at a steady rate while each service is
-killed (SIGKILL) and restarted in turn, and (with --s3-server) the broker is killed and
-restarted once; then, from the stores, every interaction must be stored once, on its contact's
-timeline once, threaded into exactly one ticket (its sender's), and counted once by every
-consumer.
+killed (SIGKILL) and restarted in turn, and (with --broker-restart) the broker is killed and
+restarted once too; then, from the stores, every interaction must be stored once, on its
+contact's timeline once, threaded into exactly one ticket (its sender's), and counted once by
+every consumer.
 
-    .venv/bin/python bench/chaos.py [-n 10000] [--rate 40] [--s3-server .tools/moto/bin/moto_server]
+    .venv/bin/python bench/chaos.py [-n 10000] [--rate 40] [--broker-restart]
 
 The platform is started as `make dev` starts it (deploy/local/devstack.py), isolated as the
 benchmarks isolate it (bench/_platform.py). tansu keeps its data in memory by default, which a
-restart wipes: with --s3-server it stores in S3 instead, served by moto's S3 server (PyPI
-`moto`; `make chaos` installs it under .tools/), a process apart, so a restart of the broker
-keeps every topic, record and committed offset. On S3 every fetch costs the broker S3 calls,
-and tansu answers a fetch with nothing new only when its wait expires: at the platform's
-default wait (50 ms, ``CRM_KAFKA_FETCH_MAX_WAIT_MS``) the idle consumers alone kept moto busy
-and the pipeline crawled (a few interactions a second), so with --s3-server the services wait
-up to ``--s3-fetch-wait-ms`` (1000) instead. Senders are a fixed
+restart wipes: with --broker-restart it stores in S3 instead, served by deploy/local/s3_store.py
+(a process apart, never killed), so a restart of the broker keeps every topic, record and
+committed offset (docs/proof.md says why not moto or s3rver). On S3 every fetch costs the
+broker S3 calls, and tansu answers a fetch with nothing new only when its wait expires: at the
+platform's default wait (50 ms, ``CRM_KAFKA_FETCH_MAX_WAIT_MS``) idle consumers would keep the
+store busy, so with --broker-restart the services wait up to ``--s3-fetch-wait-ms`` (1000)
+instead. Senders are a fixed
 set per channel and each sender's messages form one conversation (emails answer the sender's
 previous one), so the right contact and the right ticket of every interaction are known in
 advance. Prints a report; exits 1 when anything was lost, duplicated, misplaced or not accepted.
@@ -46,6 +46,7 @@ import httpx
 from _chaos_checks import Expected, Sent, drained_counts, verify
 from _ingest_traffic import Secrets, ingest_env, make_sender, messenger_body, whatsapp_body
 from _platform import (
+    ROOT,
     Platform,
     address_of,
     free_ports,
@@ -278,24 +279,25 @@ def targets(services: list[str], broker: bool) -> list[str]:
 
 # --- the S3 store under the broker ----------------------------------------------------------
 
-def start_s3(server: str, log_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """moto's S3 server with the broker's bucket; the settings tansu reads to use it."""
+def start_s3(log_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """deploy/local/s3_store.py with the broker's bucket; the settings tansu reads to use it."""
     (port,) = free_ports(1)
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / "s3.log", "ab")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "deploy" / "local" / "s3_store.py"),
+                             "--port", str(port), "--bucket", BUCKET],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
-            request = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")  # noqa: S310
+            request = urllib.request.Request(f"{endpoint}/{BUCKET}", method="HEAD")  # noqa: S310
             urllib.request.urlopen(request, timeout=2).close()  # noqa: S310 - loopback only
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise SystemExit(f"moto's S3 server did not start: see {log_dir / 's3.log'}") from None
+                raise SystemExit(f"the S3 store did not start: see {log_dir / 's3.log'}") from None
             time.sleep(0.3)
     return proc, {"CRM_TANSU_STORAGE_ENGINE": f"s3://{BUCKET}/", "AWS_ENDPOINT": endpoint,
                   "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "chaos",
@@ -328,7 +330,7 @@ async def run(args: argparse.Namespace, platform: Platform) -> tuple[str, bool]:
                                  limits=httpx.Limits(max_connections=args.concurrency)) as client:
         traffic = Traffic(client, platform.run_id, token, keys, give_up_at)
         await traffic.open_chats({m.sender for m in messages if m.channel == "chat"})
-        hit_list = targets(services, broker=args.s3_server is not None)
+        hit_list = targets(services, broker=args.broker_restart)
         progress(f"pushing {args.n} messages at {args.rate:g}/s; a kill every "
                  f"{args.n // (len(hit_list) + 1)} accepted messages")
         pushed = asyncio.Event()
@@ -361,8 +363,8 @@ async def run(args: argparse.Namespace, platform: Platform) -> tuple[str, bool]:
         f"from {args.senders} senders per channel, {args.rate:g}/s, {args.concurrency} in flight",
         f"machine: {args.host}",
         f"servers: {platform.servers()}; tansu "
-        + ("on S3 (moto), so its restart keeps its data" if args.s3_server else
-           "in memory, so it is not restarted (no --s3-server)"),
+        + ("on S3 (deploy/local/s3_store.py), so its restart keeps its data" if args.broker_restart else
+           "in memory, so it is not restarted (no --broker-restart)"),
         "",
         "what was done to the platform (seconds from the first message):",
         *(f"  {line}" for line in chaos.log),
@@ -392,11 +394,11 @@ def parse_args() -> argparse.Namespace:
                              "long, if they never reach what was sent (default 120)")
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="seconds to keep retrying a message, and to wait for the drain (default 1800)")
-    parser.add_argument("--s3-server", default=None,
-                        help="moto's moto_server: tansu then stores in S3 and is restarted too "
-                             "(make chaos installs it); without it tansu is in memory and not restarted")
+    parser.add_argument("--broker-restart", action="store_true",
+                        help="tansu stores in S3 (deploy/local/s3_store.py) and is killed and restarted "
+                             "too; without it tansu is in memory and not restarted")
     parser.add_argument("--s3-fetch-wait-ms", type=int, default=1000,
-                        help="with --s3-server, how long a fetch may wait for records (default 1000)")
+                        help="with --broker-restart, how long a fetch may wait for records (default 1000)")
     parser.add_argument("--keep-logs", type=Path, default=None,
                         help="copy the servers' and services' logs here at the end")
     args = parser.parse_args()
@@ -410,8 +412,8 @@ def main() -> int:
     args.host = machine()  # before starting anything, for the load average
     platform = Platform(keep_logs=args.keep_logs)
     s3 = None
-    if args.s3_server:
-        s3, s3_env = start_s3(args.s3_server, platform.data_dir / "logs")
+    if args.broker_restart:
+        s3, s3_env = start_s3(platform.data_dir / "logs")
         os.environ.update(s3_env)  # read by devstack's broker start, on every start
         # Inherited by every service started (and restarted) from here: see the docstring.
         os.environ["CRM_KAFKA_FETCH_MAX_WAIT_MS"] = str(args.s3_fetch_wait_ms)
