@@ -50,6 +50,16 @@ class InfraSettings(BaseSettings):
     # share is handled as one batch, the partitions at once: larger fetches keep more
     # partitions busy while one waits on a database or a peer.
     kafka_max_poll_records: int = Field(default=1000, ge=1, le=10000)
+    # How the services connect to Kafka: PLAINTEXT for the local broker; SASL_SSL with a
+    # SCRAM user (Strimzi's KafkaUser, its password from the Secret of the same name) and the
+    # cluster CA on a Kubernetes cluster. crmkit.kafka.connection turns these into the clients'.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # PEM file of the CA that signed the brokers' certificates (SSL and SASL_SSL); the system's
+    # trusted CAs when unset.
+    kafka_ssl_cafile: str | None = None
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     mongo_uri: str = "mongodb://127.0.0.1:27117/?replicaSet=secantus"
     # Every database name starts with this, so that a test run can use its own.
@@ -72,6 +82,14 @@ class InfraSettings(BaseSettings):
     @classmethod
     def _strong_secret(cls, value: SecretStr) -> SecretStr:
         return strong_secret(value, "CRM_JWT_SECRET")
+
+    @model_validator(mode="after")
+    def _kafka_credentials(self) -> InfraSettings:
+        password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+        if self.kafka_security_protocol.startswith("SASL_") and not (self.kafka_sasl_username and password):
+            raise ValueError(f"CRM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                             "CRM_KAFKA_SASL_USERNAME and CRM_KAFKA_SASL_PASSWORD")
+        return self
 
     def postgres_dsn_for(self, database: str) -> str:
         parts = urlsplit(self.postgres_dsn)

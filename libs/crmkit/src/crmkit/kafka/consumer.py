@@ -27,6 +27,7 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
+from crmkit.kafka.connection import connection_options
 from crmkit.kafka.envelope import Envelope
 from crmkit.kafka.producer import Producer
 from crmkit.kafka.retry import DeadLetter, RetryPolicy, dead_letter_headers, is_transient
@@ -106,7 +107,7 @@ class ConsumerRunner:
         self.processed = 0
         self.dead_lettered = 0
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **connection_options(settings),
             group_id=group_id,
             client_id=client_id or group_id,
             enable_auto_commit=False,

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from crmkit.kafka.connection import connection_options
 from crmkit.kafka.envelope import Event
 from crmkit.kafka.retry import dead_letter_headers
 from crmkit.settings import InfraSettings
@@ -21,7 +22,7 @@ _tracer = trace.get_tracer("crmkit.kafka")
 class Producer:
     def __init__(self, settings: InfraSettings, client_id: str) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **connection_options(settings),
             client_id=client_id,
             acks="all",
             enable_idempotence=settings.kafka_enable_idempotence,
