@@ -26,7 +26,8 @@ from crmkit import topics
 
 HERE = Path(__file__).resolve().parent
 KAFKA_CLUSTER = "crm"  # the Strimzi Kafka resource; its bootstrap service is crm-kafka-bootstrap
-# The listener the services use (see base/kafka/kafka.yaml for why it has no authentication yet).
+# The listener KEDA's scalers read the lag on (base/kafka/kafka.yaml: reachable from the keda
+# namespace only; the services use the SCRAM listener on 9093).
 BOOTSTRAP = f"{KAFKA_CLUSTER}-kafka-bootstrap:9092"
 REPLICAS = 3  # every topic is on three brokers and survives one lost with min.insync.replicas 2
 MIN_INSYNC = 2

@@ -96,6 +96,36 @@ def test_every_topic_has_a_kafka_topic(rendered: dict[str, list[dict[str, Any]]]
         assert kafka_topics[name]["spec"]["config"]["retention.ms"] == days * 86_400_000
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_reaches_kafka_as_its_own_scram_user(rendered: dict[str, list[dict[str, Any]]],
+                                                           overlay: str) -> None:
+    """Over TLS on the SCRAM listener, with its own KafkaUser's password and the cluster CA,
+    so that its ACLs (one group, the topics it reads and writes) are what it may do."""
+    objects = rendered[overlay]
+    (kafka,) = of_kind(objects, "Kafka").values()
+    scram_ports = {listener["port"] for listener in kafka["spec"]["kafka"]["listeners"]
+                   if listener.get("tls") and listener.get("authentication") == {"type": "scram-sha-512"}}
+    platform = next(cm["data"] for name, cm in of_kind(objects, "ConfigMap").items()
+                    if name.startswith("crm-platform"))
+    assert platform["CRM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert platform["CRM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert int(platform["CRM_KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1]) in scram_ports
+    users = of_kind(objects, "KafkaUser")
+    deployments = of_kind(objects, "Deployment")
+    for service in check.generate.SERVICES:
+        pod = deployments[service]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {item["name"]: item for item in container["env"]}
+        assert env["CRM_KAFKA_SASL_USERNAME"]["value"] == service
+        assert users[service]["spec"]["authentication"]["type"] == "scram-sha-512"
+        password = env["CRM_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert password == {"name": service, "key": "password"}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert platform["CRM_KAFKA_SSL_CAFILE"] == f"{mounts['kafka-ca']}/ca.crt"
+        assert volumes["kafka-ca"]["secret"]["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert"
+
+
 def test_every_service_has_its_own_database_with_backups(rendered: dict[str, list[dict[str, Any]]]) -> None:
     objects = rendered["prod"]
     clusters = of_kind(objects, "Cluster")
