@@ -32,7 +32,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +45,6 @@ import httpx
 from _chaos_checks import Expected, Sent, drained_counts, verify
 from _ingest_traffic import Secrets, ingest_env, make_sender, messenger_body, whatsapp_body
 from _platform import (
-    ROOT,
     Platform,
     address_of,
     free_ports,
@@ -61,7 +59,6 @@ from crmkit.auth import issue_token
 CHANNELS = ("email", "chat", "whatsapp", "messenger")
 WEIGHTS = (4, 2, 2, 2)  # emails are the most common inbound traffic
 WIDGET = "chaos-widget"
-BUCKET = "tansu"
 FIRST_HIT = ("contacts", "ingest", "ticketing", "pipeline", "campaigns")
 HTTP_TIMEOUT = 30.0
 RETRY_STATUSES = {429, 500, 502, 503, 504}  # a provider retries these (and dropped connections)
@@ -277,33 +274,6 @@ def targets(services: list[str], broker: bool) -> list[str]:
     return [*order[:middle], *(["broker"] if broker else []), *order[middle:]]
 
 
-# --- the S3 store under the broker ----------------------------------------------------------
-
-def start_s3(log_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """deploy/local/s3_store.py with the broker's bucket; the settings tansu reads to use it."""
-    (port,) = free_ports(1)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = open(log_dir / "s3.log", "ab")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen([sys.executable, str(ROOT / "deploy" / "local" / "s3_store.py"),
-                             "--port", str(port), "--bucket", BUCKET],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            request = urllib.request.Request(f"{endpoint}/{BUCKET}", method="HEAD")  # noqa: S310
-            urllib.request.urlopen(request, timeout=2).close()  # noqa: S310 - loopback only
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise SystemExit(f"the S3 store did not start: see {log_dir / 's3.log'}") from None
-            time.sleep(0.3)
-    return proc, {"CRM_TANSU_STORAGE_ENGINE": f"s3://{BUCKET}/", "AWS_ENDPOINT": endpoint,
-                  "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "chaos",
-                  "AWS_SECRET_ACCESS_KEY": "chaos", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
 # --- the run ---------------------------------------------------------------------------------
 
 async def run(args: argparse.Namespace, platform: Platform) -> tuple[str, bool]:
@@ -411,13 +381,14 @@ def main() -> int:
     args = parse_args()
     args.host = machine()  # before starting anything, for the load average
     platform = Platform(keep_logs=args.keep_logs)
-    s3 = None
-    if args.broker_restart:
-        s3, s3_env = start_s3(platform.data_dir / "logs")
-        os.environ.update(s3_env)  # read by devstack's broker start, on every start
-        # Inherited by every service started (and restarted) from here: see the docstring.
-        os.environ["CRM_KAFKA_FETCH_MAX_WAIT_MS"] = str(args.s3_fetch_wait_ms)
     try:
+        if args.broker_restart:
+            # A process of the platform's stack, stopped with it; devstack's broker start reads
+            # its settings from the environment, on every start.
+            (port,) = free_ports(1)
+            os.environ.update(platform.devstack.start_s3_store(platform.stack, port))
+            # Inherited by every service started (and restarted) from here: see the docstring.
+            os.environ["CRM_KAFKA_FETCH_MAX_WAIT_MS"] = str(args.s3_fetch_wait_ms)
         with platform:
             text, ok = asyncio.run(run(args, platform))
             print(text, flush=True)
@@ -426,13 +397,8 @@ def main() -> int:
             return 0 if ok else 1
     except platform.devstack.InfraError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        platform.devstack.down(platform.data_dir)
         return 1
-    finally:
-        if s3 is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(s3.pid, signal.SIGKILL)
-            s3.wait()
-
 
 if __name__ == "__main__":
     sys.exit(main())

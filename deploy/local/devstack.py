@@ -158,6 +158,22 @@ def _start_kafka(stack: Stack, port: int) -> str:
     return f"127.0.0.1:{port}"
 
 
+def start_s3_store(stack: Stack, port: int, bucket: str = "tansu") -> dict[str, str]:
+    """deploy/local/s3_store.py on ``port`` holding ``bucket`` (a process of the stack, which
+    ``down`` stops), and the settings under which ``_start_kafka`` keeps tansu's topics, records
+    and committed offsets there, so that they survive a restart of the broker: set them in the
+    environment before the broker starts (bench/chaos.py does)."""
+    if stack.pid_of("s3") is None:
+        if port_open(port):
+            raise InfraError(f"port {port} (the S3 store) is taken by another program")
+        proc = stack.spawn("s3", [sys.executable, str(ROOT / "deploy" / "local" / "s3_store.py"),
+                                  "--port", str(port), "--bucket", bucket])
+        wait_for(lambda: port_open(port), 30, "the S3 store", proc, stack.log_dir / "s3.log")
+    return {"CRM_TANSU_STORAGE_ENGINE": f"s3://{bucket}/", "AWS_ENDPOINT": f"http://127.0.0.1:{port}",
+            "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
 def _start_mongo(stack: Stack, port: int) -> str:
     if stack.pid_of("mongo") is None:
         if port_open(port):
@@ -267,7 +283,7 @@ def up(data_dir: Path, ports: dict[str, int] | None = None) -> Stack:
 
 def down(data_dir: Path) -> list[str]:
     stack = Stack(data_dir)
-    stopped = [name for name in [*SERVICES, "kafka", "mongo", "postgres"] if stack.stop(name)]
+    stopped = [name for name in [*SERVICES, "kafka", "s3", "mongo", "postgres"] if stack.stop(name)]
     return stopped
 
 

@@ -238,7 +238,7 @@ class Store:
             max_keys = min(int(query.get("max-keys", MAX_KEYS)), MAX_KEYS)
             after, skip_under = (_untoken(query["continuation-token"]) if "continuation-token" in query
                                  else (query.get("start-after", ""), False))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, IndexError) as exc:  # UnicodeDecodeError and binascii.Error are ValueErrors
             raise S3Error(400, "InvalidArgument", f"bad max-keys or continuation-token: {exc}") from exc
         keys, prefixes, token = bucket.list(prefix, delimiter, after, skip_under, max_keys)
         root = ElementTree.Element("ListBucketResult", xmlns=XMLNS)

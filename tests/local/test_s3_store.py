@@ -8,8 +8,6 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,16 +24,22 @@ NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[str]:
-    port = devstack.free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "deploy" / "local" / "s3_store.py"),
-                             "--port", str(port), "--bucket", "tansu"])
-    try:
-        devstack.wait_for(lambda: devstack.port_open(port), 30, "deploy/local/s3_store.py", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def stack() -> Iterator[devstack.Stack]:
+    """The S3 store, and room for a broker on it, started and stopped as devstack does."""
+    data_dir = ROOT / ".local" / f"s3-store-{RUN_ID}"
+    yield devstack.Stack(data_dir)
+    devstack.down(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def s3_env(stack: devstack.Stack) -> dict[str, str]:
+    return dict(devstack.start_s3_store(stack, devstack.free_port()))
+
+
+@pytest.fixture(scope="module")
+def s3(s3_env: dict[str, str]) -> str:
+    return s3_env["AWS_ENDPOINT"]
 
 
 def _list(client: httpx.Client, **params: str) -> tuple[list[str], list[str], str | None]:
@@ -128,33 +132,25 @@ def test_listing_pages_through_keys_and_common_prefixes_in_order(s3: str) -> Non
 
 
 def test_a_broker_on_it_keeps_records_and_committed_offsets_across_a_sigkill(
-    s3: str, monkeypatch: pytest.MonkeyPatch
+    stack: devstack.Stack, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in {"CRM_TANSU_STORAGE_ENGINE": "s3://tansu/", "AWS_ENDPOINT": s3,
-                        "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "local",
-                        "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in s3_env.items():  # read by devstack's broker start
         monkeypatch.setenv(name, value)
-    data_dir = ROOT / ".local" / f"s3-store-{RUN_ID}"
-    stack = devstack.Stack(data_dir)
     port = devstack.free_port()
     bootstrap = devstack._start_kafka(stack, port)
     topic, group = "s3-store-restart", "s3-store-readers"
-    try:
-        asyncio.run(_produce(bootstrap, topic, range(40)))
-        asyncio.run(_commit(bootstrap, topic, group, 25))
-        pid = stack.pid_of("kafka")
-        assert pid is not None
-        os.killpg(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)  # our child: reaped, so that devstack sees it gone and starts another
-        devstack._start_kafka(stack, port)
+    asyncio.run(_produce(bootstrap, topic, range(40)))
+    asyncio.run(_commit(bootstrap, topic, group, 25))
+    pid = stack.pid_of("kafka")
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)  # our child: reaped, so that devstack sees it gone and starts another
+    devstack._start_kafka(stack, port)
 
-        offsets = asyncio.run(_produce(bootstrap, topic, range(40, 45)))
-        assert offsets == list(range(40, 45))  # appended after the records from before, none replaced
-        read = asyncio.run(_read_group(bootstrap, topic, group, 20))
-        assert read == [f"m{n}".encode() for n in range(25, 45)]  # from the offset committed before
-    finally:
-        devstack.down(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    offsets = asyncio.run(_produce(bootstrap, topic, range(40, 45)))
+    assert offsets == list(range(40, 45))  # appended after the records from before, none replaced
+    read = asyncio.run(_read_group(bootstrap, topic, group, 20))
+    assert read == [f"m{n}".encode() for n in range(25, 45)]  # from the offset committed before
 
 
 async def _produce(bootstrap: str, topic: str, numbers: range) -> list[int]:
