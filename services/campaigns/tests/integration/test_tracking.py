@@ -205,6 +205,40 @@ async def test_one_click_unsubscribe_suppresses_and_tells_contacts(app: App, inf
     assert forged.status_code == 404
 
 
+def complaint(ws: str, send: Document) -> Any:
+    """Ingest's DeliveryUpdated for an abuse report (a feedback loop's ARF) on a campaign message."""
+    payload = ingest_events.DeliveryUpdated(
+        interaction_id=str(uuid7()), contact_id=send["contact_id"], channel="CHANNEL_EMAIL",
+        status="complained", outbound_id=send["_id"], origin="campaigns", reference=send["_id"])
+    payload.at.FromDatetime(datetime.now(UTC))
+    return make_event(topic=INTERACTIONS, type="crm.interactions.delivery.updated.v1", source="/crm/ingest",
+                      workspace=ws, subject=send["contact_id"], payload=payload)
+
+
+async def test_a_spam_complaint_unsubscribes_and_suppresses_as_complained(app: App,
+                                                                          infra: InfraSettings) -> None:
+    ws, campaign = f"ws-{uuid7()}", str(uuid7())
+    [send] = await seed(app, ws, campaign, [{}])
+    consumer = await events_on_campaigns(infra)
+    try:
+        await publish(infra, [complaint(ws, send), complaint(ws, send)])  # two reports of one message
+        unsubscribed = await wait_for(consumer, "crm.campaigns.recipient.unsubscribed.v1",
+                                      f"{ws}:{send['contact_id']}")
+    finally:
+        await consumer.stop()
+    assert len(unsubscribed) == 1
+    event = unsubscribed[0].parse(events_pb2.RecipientUnsubscribed)
+    assert isinstance(event, events_pb2.RecipientUnsubscribed)
+    assert (event.contact_id, event.purpose, event.campaign_id, event.method) == (
+        send["contact_id"], "marketing", campaign, "complaint")  # contacts withdraws the consent
+    suppressed = await app.db.suppression.find_one({"workspace_id": ws,
+                                                    "hash": address_hash(send["address"])})
+    assert suppressed is not None
+    assert suppressed["reason"] == "complained"
+    after = await send_doc(app, send["_id"])
+    assert (after["status"], after["unsubscribe_method"]) == ("delivered", "complaint")
+
+
 def deal_won(ws: str, contact_id: str, at: datetime, amount: int) -> Any:
     deal = pipeline_events.Deal(id=str(uuid7()), workspace_id=ws, contact_id=contact_id, amount_minor=amount,
                                 currency="EUR", title="Deal")

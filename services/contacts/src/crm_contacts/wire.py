@@ -152,7 +152,7 @@ def timeline_entry_of(recorded: ingest_events.InteractionRecorded) -> ContactTim
     entry = TimelineEntry(
         entry_id=f"interaction:{item.id}",
         # "interaction" for a message (and events from before interactions had a kind);
-        # "auto_reply", "bounce", "order", "refund" for the rest.
+        # "auto_reply", "bounce", "complaint", "order", "refund" for the rest.
         kind="interaction" if kind in ("message", "unspecified") else kind,
         channel=channel,
         direction=direction,

@@ -92,10 +92,10 @@ class IngestService:
         call per workspace, everything stored with its events in one transaction (the
         interaction, its HTML body and attachments, the raw payload in the archive). A delivery
         status or a reaction is recorded on the interaction it is about and never becomes one;
-        so is a bounce on the message of ours it reports. Returns the new interactions; a raw
-        record or provider message seen before changes nothing. A malformed message fails the
-        whole call (PermanentError), so that a batch can be retried one record at a time and
-        only the bad one dead-lettered."""
+        so is a bounce or an abuse complaint on the message of ours it reports. Returns the new
+        interactions; a raw record or provider message seen before changes nothing. A
+        malformed message fails the whole call (PermanentError), so that a batch can be retried
+        one record at a time and only the bad one dead-lettered."""
         messages: list[tuple[Delivered[RawMessage], InboundMessage]] = []
         statuses: list[tuple[Delivered[RawMessage], DeliveryStatus]] = []
         reactions: list[tuple[Delivered[RawMessage], Reaction]] = []
@@ -112,6 +112,10 @@ class IngestService:
                     statuses.append((record, DeliveryStatus(
                         parsed.channel, bounced, "bounced", parsed.sent_at,
                         parsed.metadata.get("bounce_status", ""))))
+                complained = parsed.metadata.get("complained_message_id", "")
+                if complained and parsed.kind == "complaint":
+                    statuses.append((record, DeliveryStatus(parsed.channel, complained, "complained",
+                                                            parsed.sent_at)))
         # A record processed before (a redelivery) is not resolved again: contacts would
         # otherwise see the sender once more, and bring back a person erased since.
         seen = await self.db.processed(RAW_CONSUMER, [record.event_id for record, _ in messages])

@@ -205,6 +205,36 @@ async def test_a_bounce_marks_the_message_we_sent_and_is_not_a_customer_message(
     await eventually(bounced, what="the bounce recorded on our message")
 
 
+async def test_an_abuse_report_marks_the_message_we_sent_as_complained_about(platform: Platform) -> None:
+    ours = f"{uuid7()}@acme.example"
+    ours_id = interaction_id(WORKSPACE, "email", ours)
+    db = platform.ingest_app.state.service.db.db
+    await db.interactions.insert_one({"_id": ours_id, "workspace_id": WORKSPACE, "channel": "email",
+                                      "direction": "outbound", "message_id": ours,
+                                      "contact_id": str(uuid7()), "outbound_id": "out-2",
+                                      "metadata": {"origin": "campaigns", "reference": "send-2"}})
+    report_id = f"{uuid7()}@fbl.example.com"
+    arf = (
+        "From: feedback@fbl.example.com\r\nTo: fbl@acme.example\r\nSubject: Abuse report\r\n"
+        f"Message-ID: <{report_id}>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain\r\n\r\nA recipient reported this message as spam.\r\n"
+        "--b1\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n"
+        "Original-Rcpt-To: <ada@example.com>\r\n"
+        "--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: news@acme.example\r\nTo: ada@example.com\r\nMessage-ID: <{ours}>\r\n"
+        "Subject: News\r\n--b1--\r\n").encode()
+    await send(platform, arf)
+    item = await platform.wait_stored(report_id)
+    assert item["kind"] == "complaint"  # stored, marked: nobody wrote to us
+
+    async def complained() -> bool:
+        doc = await db.interactions.find_one({"_id": ours_id})
+        return bool(doc and "complained_at" in (doc.get("delivery") or {}))
+
+    await eventually(complained, what="the complaint recorded on our message")
+
+
 async def test_a_redelivered_record_of_an_erased_person_does_not_bring_them_back(platform: Platform) -> None:
     sender, message_id = address(), f"{uuid7()}@example.com"
     await send(platform, mime(sender, message_id))

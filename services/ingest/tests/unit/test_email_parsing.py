@@ -647,6 +647,76 @@ Hello
     assert (email.kind, email.metadata) == ("bounce", {"bounced_message_id": "out-7@acme.example"})
 
 
+# An abuse report as a mailbox provider's feedback loop sends it (RFC 5965, ARF): a recipient
+# pressed "spam" on a message of ours, returned with its headers.
+ARF = b"""From: feedback@fbl.mail.example
+To: fbl@acme.example
+Subject: Complaint about message from 192.0.2.10
+Message-ID: <fbl-1@fbl.mail.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="part"
+
+--part
+Content-Type: text/plain
+
+This is an email abuse report for an email message received from IP 192.0.2.10.
+
+--part
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ExampleFBL/1.0
+Version: 1
+Original-Mail-From: <bounces@acme.example>
+Original-Rcpt-To: <ada@example.com>
+Arrival-Date: Mon, 23 Nov 2026 09:30:00 +0000
+Reported-Domain: acme.example
+
+--part
+Content-Type: text/rfc822-headers
+
+From: Acme News <news@acme.example>
+To: ada@example.com
+Subject: Our autumn news
+Message-ID: <send-42@acme.example>
+
+--part--
+"""
+
+
+def test_an_abuse_report_is_a_complaint_naming_the_message_reported() -> None:
+    email = parse_email(ARF)
+    assert email.kind == "complaint"
+    assert email.metadata == {
+        "report_type": "feedback-report",
+        "feedback_type": "abuse",
+        "complaint_recipient": "<ada@example.com>",
+        "complained_message_id": "send-42@acme.example",
+    }
+
+
+def test_a_feedback_report_that_is_no_complaint_is_automatic_mail() -> None:
+    email = parse_email(ARF.replace(b"Feedback-Type: abuse", b"Feedback-Type: not-spam"))
+    assert email.kind == "auto_reply"
+    assert email.metadata["feedback_type"] == "not-spam"
+
+
+def test_an_abuse_report_sent_base64_encoded_is_read_too() -> None:
+    import base64
+
+    report = (b"Feedback-Type: fraud\r\nVersion: 1\r\nOriginal-Rcpt-To: ada@example.com\r\n")
+    raw = ARF.replace(
+        b"Content-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: ExampleFBL/1.0\n"
+        b"Version: 1\nOriginal-Mail-From: <bounces@acme.example>\nOriginal-Rcpt-To: <ada@example.com>\n"
+        b"Arrival-Date: Mon, 23 Nov 2026 09:30:00 +0000\nReported-Domain: acme.example\n",
+        b"Content-Type: message/feedback-report\nContent-Transfer-Encoding: base64\n\n"
+        + base64.encodebytes(report))
+    assert raw != ARF
+    email = parse_email(raw)
+    assert (email.kind, email.metadata["feedback_type"]) == ("complaint", "fraud")
+    assert email.metadata["complained_message_id"] == "send-42@acme.example"
+
+
 def test_a_read_receipt_is_an_automatic_message() -> None:
     raw = (b"From: ada@example.com\nContent-Type: multipart/report; report-type=disposition-notification;"
            b" boundary=r\n\n--r\nContent-Type: text/plain\n\nYour message was read.\n--r\n"

@@ -147,6 +147,7 @@ def test_the_stream_gives_channels_as_kinds_and_skips_what_nobody_wrote() -> Non
     assert stream_kind("commerce", "order") is Kind.ORDER
     assert stream_kind("email", "auto_reply") is None
     assert stream_kind("email", "bounce") is None
+    assert stream_kind("email", "complaint") is None
     assert stream_kind("unspecified", "message") is None
     assert stream_body("short") == "short"
     long = stream_body("x" * 2000)

@@ -1,5 +1,5 @@
 """crm.interactions.v1 delivery updates -> campaign sends' statuses (sent, delivered, bounced,
-failed); a bounce puts the address on the suppression list."""
+failed); a bounce puts the address on the suppression list, a complaint unsubscribes."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from crm_campaigns.domain import campaigns as rules
 from crm_campaigns.domain.errors import FieldError, InvalidFields, NotFound, VersionMismatch
 from crm_campaigns.domain.model import Audience, Campaign, QuietHours
 from crm_campaigns.service.audiences import Audiences
+from crm_campaigns.service.tracking import unsubscribe_send
 from crm_campaigns.store import campaigns as store
 from crm_campaigns.store import sends as sends_store
 from crm_campaigns.store.templates import get_template
@@ -27,6 +28,7 @@ from crmkit.mongo import MongoDatabase
 MAX_PAGE = 100
 DELIVERIES_CONSUMER = "campaigns.deliveries"
 _DELIVERY_STATUSES = frozenset({"sent", "delivered", "bounced", "failed"})
+_REPORTED = _DELIVERY_STATUSES | {"complained"}
 
 
 @dataclass(frozen=True)
@@ -151,18 +153,22 @@ class Campaigns:
     async def record_deliveries(self, items: Sequence[Delivered[DeliveryReport]]) -> int:
         """Ingest's statuses of campaign messages, once per event, in one transaction: the send
         moves forward only (a late ``sent`` never undoes ``delivered``), a bounce suppresses
-        the address, and each change is published as ``message.<status>``. Returns how many
-        sends changed."""
+        the address, and each change is published as ``message.<status>``; a complaint (the
+        recipient reported the message as spam) unsubscribes them as the link would, the
+        address suppressed as ``complained``. Returns how many sends changed."""
         changed = 0
         async with self.db.unit_of_work() as uow:
             fresh = await uow.claim_many(DELIVERIES_CONSUMER, [d.event_id for d in items])
             for delivered in items:
                 report = delivered.item
-                if delivered.event_id not in fresh or report.status not in _DELIVERY_STATUSES:
+                if delivered.event_id not in fresh or report.status not in _REPORTED:
                     continue
                 send = await sends_store.get_send(uow, report.send_id)
                 if send is None or send["workspace_id"] != delivered.workspace_id:
                     continue  # not ours, or another workspace's id
+                if report.status == "complained":
+                    changed += await unsubscribe_send(uow, send, "complaint", "complained", report.at)
+                    continue
                 if not sends_store.advances(send["status"], report.status):
                     continue
                 await sends_store.set_status(uow, report.send_id, report.status, report.at, report.error)

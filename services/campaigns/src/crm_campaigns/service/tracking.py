@@ -20,7 +20,7 @@ from crm_campaigns.domain.tracking import Kind, Token, bot_reason, verify
 from crm_campaigns.store import sends as send_store
 from crm_campaigns.store import tracking as store
 from crmkit.kafka import Delivered, Event, make_event
-from crmkit.mongo import MongoDatabase
+from crmkit.mongo import MongoDatabase, MongoUnitOfWork
 from crmkit.topics import CAMPAIGNS
 
 _CONSUMER = "campaigns.conversions"
@@ -55,6 +55,25 @@ def _event(type_: str, workspace_id: str, contact_id: str, payload: Any) -> Even
 def _stamp(message: Any, at: datetime) -> Any:
     message.at.FromDatetime(at)
     return message
+
+
+async def unsubscribe_send(uow: MongoUnitOfWork, send: store.Document, method: str, reason: str,
+                           at: datetime) -> bool:
+    """The send's recipient unsubscribed, by ``method`` (one_click, unsubscribe_link, or
+    complaint: they reported the message as spam): the send is marked, the address suppressed
+    for ``reason``, and RecipientUnsubscribed published, so that contacts withdraws their
+    marketing consent. Once per send: False when it was unsubscribed before."""
+    if not await store.mark_unsubscribed(uow, send, at, method):
+        return False
+    workspace_id, contact_id = send["workspace_id"], send.get("contact_id", "")
+    if send.get("address"):
+        await send_store.suppress(uow, workspace_id, send["address"], reason, at)
+    uow.add(_event(events.RECIPIENT_UNSUBSCRIBED, workspace_id, contact_id, _stamp(
+        events_pb2.RecipientUnsubscribed(workspace_id=workspace_id, contact_id=contact_id, channel="email",
+                                         purpose="marketing", campaign_id=send.get("campaign_id", ""),
+                                         method=method),
+        at)))
+    return True
 
 
 class TrackingService:
@@ -127,16 +146,7 @@ class TrackingService:
             send = await store.find_send(uow, token.workspace_id, token.send_id)
             if send is None:
                 return  # signed by us but gone (erased): nothing left to unsubscribe
-            if not await store.mark_unsubscribed(uow, send, now, method):
-                return
-            if send.get("address"):
-                await send_store.suppress(uow, token.workspace_id, send["address"], "unsubscribed", now)
-            contact_id = send.get("contact_id", "")
-            uow.add(_event(events.RECIPIENT_UNSUBSCRIBED, token.workspace_id, contact_id, _stamp(
-                events_pb2.RecipientUnsubscribed(workspace_id=token.workspace_id, contact_id=contact_id,
-                                                 channel="email", purpose="marketing",
-                                                 campaign_id=send.get("campaign_id", ""), method=method),
-                now)))
+            await unsubscribe_send(uow, send, method, "unsubscribed", now)
 
     async def attribute(self, items: list[Delivered[Conversion | None]]) -> None:
         """Attribute deals won and orders to the contact's last human click within the window."""

@@ -1,6 +1,8 @@
 """What kind of email a message is: a person's message, an automatic reply (RFC 3834 and the
-usual vendor headers), or a bounce (an RFC 3464 delivery status notification, or a mailer
-daemon's failure notice), with the small facts the worker needs about it. Pure."""
+usual vendor headers), a bounce (an RFC 3464 delivery status notification, or a mailer
+daemon's failure notice), or a complaint (an RFC 5965 abuse report from a mailbox provider's
+feedback loop: a recipient marked our message as spam), with the small facts the worker needs
+about it. Pure."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ _FAILURE_SUBJECTS = (
     "non remis", "non distribuable", "no se puede entregar", "no entregado",
 )
 _NOT_AUTOMATIC = frozenset({"", "no", "false", "0"})
+# RFC 5965 Feedback-Type values that say the recipient did not want the message.
+_COMPLAINTS = frozenset({"abuse", "fraud"})
 _ORIGINALS = frozenset({"message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"})
 
 
@@ -40,7 +44,7 @@ class Facts(dict[str, str]):
 
 
 def classify(message: Message, sender: str, subject: str, body: str) -> tuple[str, Facts]:
-    """(kind, metadata): "bounce", "auto_reply" or "message". ``body`` is the whole text body,
+    """(kind, metadata): "bounce", "complaint", "auto_reply" or "message". ``body`` is the whole text body,
     quote and all, where a failure notice without a report keeps the returned message."""
     facts = Facts()
     facts.add("auto_submitted", header(message, "auto-submitted"))
@@ -49,7 +53,17 @@ def classify(message: Message, sender: str, subject: str, body: str) -> tuple[st
     if message.get_content_type() == "multipart/report":
         report_type = _report_type(message)
         facts.add("report_type", report_type)
-        if report_type != "delivery-status":  # read receipts (disposition-notification), ARF
+        if report_type == "feedback-report":
+            feedback = _feedback_fields(message)
+            facts.add("feedback_type", feedback.get("feedback-type", "").lower())
+            facts.add("complaint_recipient", feedback.get("original-rcpt-to", ""))
+            facts.add("complained_message_id", _original_message_id(message))
+            # Only abuse (spam) and fraud reports are complaints about our mail; "not-spam",
+            # "virus" or "other" are no reason to stop writing to someone.
+            if facts.get("feedback_type") in _COMPLAINTS or not feedback:
+                return "complaint", facts
+            return "auto_reply", facts
+        if report_type != "delivery-status":  # read receipts (disposition-notification)
             return "auto_reply", facts
         failed = _read_status(message, facts)
         facts.add("bounced_message_id", _original_message_id(message))
@@ -134,6 +148,25 @@ def _status_blocks(part: Message) -> list[dict[str, str]]:
         if fields:
             blocks.append(fields)
     return blocks
+
+
+def _feedback_fields(message: Message) -> dict[str, str]:
+    """The fields of an abuse report's message/feedback-report part (names lower-cased, the
+    first of each), or {} when it has none."""
+    part = next((p for p, kind, _ in walk(message) if kind == "message/feedback-report"), None)
+    if part is None:
+        return {}
+    payload = part.get_payload()
+    block = next((m for m in payload if isinstance(m, Message)), None) if isinstance(payload, list) else None
+    if block is None or not block.keys():
+        # Not read as fields by the stdlib: a report sent base64 or quoted-printable encoded.
+        text = block.get_payload() if block is not None else payload
+        carrier = Message()
+        carrier["Content-Transfer-Encoding"] = header(part, "content-transfer-encoding") or "7bit"
+        carrier.set_payload(text if isinstance(text, str) else "")
+        data = carrier.get_payload(decode=True)
+        block = BytesHeaderParser(policy=policy.compat32).parsebytes(data if isinstance(data, bytes) else b"")
+    return {name.lower(): " ".join(header(block, name).split()) for name in dict.fromkeys(block.keys())}
 
 
 def _original_message_id(message: Message) -> str:

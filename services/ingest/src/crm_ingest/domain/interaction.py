@@ -30,7 +30,7 @@ class Interaction:
     received_at: datetime
     conversation_id: str = ""
     media: tuple[MediaRef, ...] = ()
-    kind: str = "message"  # message, auto_reply, bounce, order, refund
+    kind: str = "message"  # message, auto_reply, bounce, complaint, order, refund
     quoted_text: str = ""
     has_html: bool = False  # the sanitised HTML is kept beside it (InteractionsStore.html)
     attachments: tuple[AttachmentRef, ...] = ()

@@ -64,7 +64,7 @@ class Order:
 
 
 # What an inbound message is; only "message" is a person writing.
-KINDS = ("message", "auto_reply", "bounce", "order", "refund")
+KINDS = ("message", "auto_reply", "bounce", "complaint", "order", "refund")
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,8 @@ class InboundMessage:
 
 @dataclass(frozen=True)
 class DeliveryStatus:
-    """A provider's news about a message we sent (sent, delivered, read, failed)."""
+    """A provider's news about a message we sent (sent, delivered, read, failed), or what a
+    report about it says (bounced, complained)."""
 
     channel: str
     message_id: str

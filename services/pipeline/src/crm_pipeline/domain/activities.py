@@ -262,13 +262,13 @@ class StreamMessage:
     occurred_at: datetime
 
 
-_SKIPPED_INTERACTIONS = frozenset({"auto_reply", "bounce"})
+_SKIPPED_INTERACTIONS = frozenset({"auto_reply", "bounce", "complaint"})
 
 
 def stream_kind(channel: str, interaction_kind: str) -> Kind | None:
     """The activity kind of an interaction (``channel`` and ``interaction_kind`` as lower-case
-    names: "email", "message"), or None when it is no activity: an auto-reply or a bounce is
-    nobody writing, and an unknown channel has no kind yet."""
+    names: "email", "message"), or None when it is no activity: an auto-reply, a bounce or a
+    complaint is nobody writing, and an unknown channel has no kind yet."""
     if interaction_kind in _SKIPPED_INTERACTIONS:
         return None
     if interaction_kind in (Kind.ORDER.value, Kind.REFUND.value):
