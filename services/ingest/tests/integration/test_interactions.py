@@ -1,8 +1,10 @@
 """Reading interactions back: the timeline, threads, HTML bodies, attachments and raw payloads
-by scope; following contacts' merges and erasures; bounces landing on the message we sent."""
+by scope; following contacts' merges and erasures; bounces and abuse reports landing on the
+message we sent."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
@@ -173,20 +175,12 @@ async def test_interactions_follow_a_merge_and_go_with_an_erasure(platform: Plat
     assert "last_error" not in kept
 
 
-async def test_a_bounce_marks_the_message_we_sent_and_is_not_a_customer_message(platform: Platform) -> None:
-    ours = f"{uuid7()}@acme.example"
-    ours_id = interaction_id(WORKSPACE, "email", ours)
-    db = platform.ingest_app.state.service.db.db
-    # An outbound email as the outbound worker stores it.
-    await db.interactions.insert_one({"_id": ours_id, "workspace_id": WORKSPACE, "channel": "email",
-                                      "direction": "outbound", "message_id": ours,
-                                      "contact_id": str(uuid7()), "outbound_id": "out-1",
-                                      "metadata": {"origin": "campaigns", "reference": "send-1"}})
-    bounce_id = f"{uuid7()}@mx.example.com"
-    dsn = (
+def bounce_report(report_id: str, ours: str) -> bytes:
+    """A delivery status notification (RFC 3464) returning the headers of our email ``ours``."""
+    return (
         "From: Mail Delivery System <MAILER-DAEMON@mx.example.com>\r\n"
         "To: support@acme.example\r\nSubject: Undelivered Mail Returned to Sender\r\n"
-        f"Message-ID: <{bounce_id}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+        f"Message-ID: <{report_id}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
         'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n\r\n'
         "--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
         "--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n"
@@ -194,27 +188,11 @@ async def test_a_bounce_marks_the_message_we_sent_and_is_not_a_customer_message(
         "--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
         f"From: support@acme.example\r\nTo: gone@example.com\r\nMessage-ID: <{ours}>\r\n"
         "Subject: Hello\r\n--b1--\r\n").encode()
-    await send(platform, dsn)
-    item = await platform.wait_stored(bounce_id)
-    assert item["kind"] == "bounce"
-
-    async def bounced() -> bool:
-        doc = await db.interactions.find_one({"_id": ours_id})
-        return bool(doc and "bounced_at" in (doc.get("delivery") or {}))
-
-    await eventually(bounced, what="the bounce recorded on our message")
 
 
-async def test_an_abuse_report_marks_the_message_we_sent_as_complained_about(platform: Platform) -> None:
-    ours = f"{uuid7()}@acme.example"
-    ours_id = interaction_id(WORKSPACE, "email", ours)
-    db = platform.ingest_app.state.service.db.db
-    await db.interactions.insert_one({"_id": ours_id, "workspace_id": WORKSPACE, "channel": "email",
-                                      "direction": "outbound", "message_id": ours,
-                                      "contact_id": str(uuid7()), "outbound_id": "out-2",
-                                      "metadata": {"origin": "campaigns", "reference": "send-2"}})
-    report_id = f"{uuid7()}@fbl.example.com"
-    arf = (
+def abuse_report(report_id: str, ours: str) -> bytes:
+    """A feedback loop's abuse report (RFC 5965 ARF): a recipient marked our email as spam."""
+    return (
         "From: feedback@fbl.example.com\r\nTo: fbl@acme.example\r\nSubject: Abuse report\r\n"
         f"Message-ID: <{report_id}>\r\nMIME-Version: 1.0\r\n"
         'Content-Type: multipart/report; report-type=feedback-report; boundary="b1"\r\n\r\n'
@@ -224,15 +202,30 @@ async def test_an_abuse_report_marks_the_message_we_sent_as_complained_about(pla
         "--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
         f"From: news@acme.example\r\nTo: ada@example.com\r\nMessage-ID: <{ours}>\r\n"
         "Subject: News\r\n--b1--\r\n").encode()
-    await send(platform, arf)
+
+
+@pytest.mark.parametrize(("report", "kind", "status"), [(bounce_report, "bounce", "bounced"),
+                                                       (abuse_report, "complaint", "complained")])
+async def test_a_report_marks_the_message_we_sent_and_is_not_a_customer_message(
+        platform: Platform, report: Callable[[str, str], bytes], kind: str, status: str) -> None:
+    ours = f"{uuid7()}@acme.example"
+    ours_id = interaction_id(WORKSPACE, "email", ours)
+    db = platform.ingest_app.state.service.db.db
+    # An outbound email as the outbound worker stores it.
+    await db.interactions.insert_one({"_id": ours_id, "workspace_id": WORKSPACE, "channel": "email",
+                                      "direction": "outbound", "message_id": ours,
+                                      "contact_id": str(uuid7()), "outbound_id": f"out-{uuid7()}",
+                                      "metadata": {"origin": "campaigns", "reference": f"send-{uuid7()}"}})
+    report_id = f"{uuid7()}@reports.example.com"
+    await send(platform, report(report_id, ours))
     item = await platform.wait_stored(report_id)
-    assert item["kind"] == "complaint"  # stored, marked: nobody wrote to us
+    assert item["kind"] == kind  # stored, marked: nobody wrote to us
 
-    async def complained() -> bool:
+    async def recorded() -> bool:
         doc = await db.interactions.find_one({"_id": ours_id})
-        return bool(doc and "complained_at" in (doc.get("delivery") or {}))
+        return bool(doc and f"{status}_at" in (doc.get("delivery") or {}))
 
-    await eventually(complained, what="the complaint recorded on our message")
+    await eventually(recorded, what=f"{status} recorded on our message")
 
 
 async def test_a_redelivered_record_of_an_erased_person_does_not_bring_them_back(platform: Platform) -> None:
