@@ -16,6 +16,7 @@ import os
 import platform as host_platform
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -263,6 +264,10 @@ def http_ready(url: str) -> bool:
         return False
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 class Platform:
     """The infrastructure (tansu, SecantusDB, PostgreSQL) started on entry; services started
     and stopped on demand, each as its own process with the settings `make dev` gives it;
@@ -283,6 +288,9 @@ class Platform:
 
     def __enter__(self) -> Platform:
         check_loopback_only()
+        # A SIGTERM (kill, a CI timeout) stops the run as Ctrl-C does: the servers and services
+        # are stopped and the databases dropped on the way out, not left running.
+        signal.signal(signal.SIGTERM, _interrupted)
         try:
             kafka, mongo, postgres, *service_ports = free_ports(3 + 2 * len(self.devstack.SERVICES))
             progress(f"starting the infrastructure in {self.data_dir.relative_to(ROOT)}")
