@@ -167,7 +167,7 @@ class Campaigns:
                 if send is None or send["workspace_id"] != delivered.workspace_id:
                     continue  # not ours, or another workspace's id
                 if report.status == "complained":
-                    changed += await unsubscribe_send(uow, send, "complaint", "complained", report.at)
+                    changed += int(await unsubscribe_send(uow, send, "complaint", "complained", report.at))
                     continue
                 if not sends_store.advances(send["status"], report.status):
                     continue

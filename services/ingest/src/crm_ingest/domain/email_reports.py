@@ -59,7 +59,8 @@ def classify(message: Message, sender: str, subject: str, body: str) -> tuple[st
             facts.add("complaint_recipient", feedback.get("original-rcpt-to", ""))
             facts.add("complained_message_id", _original_message_id(message))
             # Only abuse (spam) and fraud reports are complaints about our mail; "not-spam",
-            # "virus" or "other" are no reason to stop writing to someone.
+            # "virus" or "other" are no reason to stop writing to someone. A report whose fields
+            # cannot be read counts as a complaint: its type says that it is an abuse report.
             if facts.get("feedback_type") in _COMPLAINTS or not feedback:
                 return "complaint", facts
             return "auto_reply", facts
