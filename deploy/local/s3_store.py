@@ -21,9 +21,10 @@ This server does only what tansu asks of S3, and does it the way S3 does:
 
 Everything is held in memory in this one process, and every request is handled without
 yielding between its check and its write, so conditional writes are atomic. Data survives a
-restart of the broker, not of this server: the chaos run never kills it. Anything else S3
-has (multipart uploads, copies, versions, signatures) answers 501 ``NotImplemented``, so an
-unexpected request is loud, never silently wrong. Not for production.
+restart of the broker, not of this server: the chaos run never kills it. The rest of S3
+(multipart uploads, copies, versions, listing buckets) answers 501 ``NotImplemented``, so an
+unexpected request is loud, never silently wrong. Request signatures are not checked: it
+listens on loopback for the local broker only. Not for production.
 """
 
 from __future__ import annotations
