@@ -65,9 +65,11 @@ async def app(infra: InfraSettings) -> AsyncIterator[App]:
 
 async def seed(app: App, workspace_id: str, campaign_id: str, sends: list[dict[str, Any]]) -> list[Document]:
     now = datetime.now(UTC)
+    # A partial campaign document (no template): "sent", so that no sender of the run (they
+    # share the database) picks it up as due and fails on it.
     await app.db.campaigns.update_one({"_id": campaign_id},
                                       {"$setOnInsert": {"workspace_id": workspace_id, "name": "Autumn",
-                                                        "status": "sending", "created_at": now}},
+                                                        "status": "sent", "created_at": now}},
                                       upsert=True)
     docs = [{"_id": str(uuid7()), "workspace_id": workspace_id, "campaign_id": campaign_id, "variant": "",
              "contact_id": str(uuid7()), "address": f"{uuid7()}@example.com", "status": "delivered",
