@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,6 +109,28 @@ async def wait_for(consumer: AIOKafkaConsumer, event_type: str, key: str) -> lis
     return found
 
 
+async def unsubscribed_once(infra: InfraSettings, ws: str, send: Document,
+                            act: Callable[[], Awaitable[object]]) -> events_pb2.RecipientUnsubscribed:
+    """The one RecipientUnsubscribed of the send's contact that ``act`` leads to (exactly one)."""
+    consumer = await events_on_campaigns(infra)
+    try:
+        await act()
+        unsubscribed = await wait_for(consumer, "crm.campaigns.recipient.unsubscribed.v1",
+                                      f"{ws}:{send['contact_id']}")
+    finally:
+        await consumer.stop()
+    assert len(unsubscribed) == 1
+    event = unsubscribed[0].parse(events_pb2.RecipientUnsubscribed)
+    assert isinstance(event, events_pb2.RecipientUnsubscribed)
+    return event
+
+
+async def suppression_reason(app: App, ws: str, address: str) -> str:
+    suppressed = await app.db.suppression.find_one({"workspace_id": ws, "hash": address_hash(address)})
+    assert suppressed is not None
+    return str(suppressed["reason"])
+
+
 async def test_the_open_pixel_counts_people_and_flags_bots(app: App, infra: InfraSettings) -> None:
     ws, campaign = f"ws-{uuid7()}", str(uuid7())
     [send, fresh] = await seed(app, ws, campaign, [{}, {"sent_at": datetime.now(UTC)}])
@@ -183,25 +205,17 @@ async def test_one_click_unsubscribe_suppresses_and_tells_contacts(app: App, inf
     assert '<form method="post"' in page.text
     assert (await send_doc(app, send["_id"])).get("unsubscribed_at") is None  # a GET changes nothing
     assert (await app.client.get(path[:-3] + "abc")).status_code == 404
-    consumer = await events_on_campaigns(infra)
-    try:
+
+    async def post_twice() -> None:
         for _ in range(2):  # a mail client may POST more than once
             done = await app.client.post(path, content=b"List-Unsubscribe=One-Click",
                                          headers={"content-type": "application/x-www-form-urlencoded"})
             assert done.status_code == 200
-        unsubscribed = await wait_for(consumer, "crm.campaigns.recipient.unsubscribed.v1",
-                                      f"{ws}:{send['contact_id']}")
-    finally:
-        await consumer.stop()
-    assert len(unsubscribed) == 1
-    event = unsubscribed[0].parse(events_pb2.RecipientUnsubscribed)
-    assert isinstance(event, events_pb2.RecipientUnsubscribed)
+
+    event = await unsubscribed_once(infra, ws, send, post_twice)
     assert (event.workspace_id, event.contact_id, event.channel, event.purpose, event.campaign_id,
             event.method) == (ws, send["contact_id"], "email", "marketing", campaign, "one_click")
-    suppressed = await app.db.suppression.find_one({"workspace_id": ws,
-                                                    "hash": address_hash(send["address"])})
-    assert suppressed is not None
-    assert suppressed["reason"] == "unsubscribed"
+    assert await suppression_reason(app, ws, send["address"]) == "unsubscribed"
     assert (await send_doc(app, send["_id"]))["unsubscribe_method"] == "one_click"
     forged = await app.client.post(path[:-3] + "abc", content=b"List-Unsubscribe=One-Click")
     assert forged.status_code == 404
@@ -221,22 +235,11 @@ async def test_a_spam_complaint_unsubscribes_and_suppresses_as_complained(app: A
                                                                           infra: InfraSettings) -> None:
     ws, campaign = f"ws-{uuid7()}", str(uuid7())
     [send] = await seed(app, ws, campaign, [{}])
-    consumer = await events_on_campaigns(infra)
-    try:
-        await publish(infra, [complaint(ws, send), complaint(ws, send)])  # two reports of one message
-        unsubscribed = await wait_for(consumer, "crm.campaigns.recipient.unsubscribed.v1",
-                                      f"{ws}:{send['contact_id']}")
-    finally:
-        await consumer.stop()
-    assert len(unsubscribed) == 1
-    event = unsubscribed[0].parse(events_pb2.RecipientUnsubscribed)
-    assert isinstance(event, events_pb2.RecipientUnsubscribed)
+    event = await unsubscribed_once(infra, ws, send, lambda: publish(  # two reports of one message
+        infra, [complaint(ws, send), complaint(ws, send)]))
     assert (event.contact_id, event.purpose, event.campaign_id, event.method) == (
         send["contact_id"], "marketing", campaign, "complaint")  # contacts withdraws the consent
-    suppressed = await app.db.suppression.find_one({"workspace_id": ws,
-                                                    "hash": address_hash(send["address"])})
-    assert suppressed is not None
-    assert suppressed["reason"] == "complained"
+    assert await suppression_reason(app, ws, send["address"]) == "complained"
     after = await send_doc(app, send["_id"])
     assert (after["status"], after["unsubscribe_method"]) == ("delivered", "complaint")
 
