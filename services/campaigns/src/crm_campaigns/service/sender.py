@@ -129,11 +129,9 @@ class _Shipping:
             await self.handing.popleft()
 
     async def finish(self) -> None:
-        """Wait until every shipped batch is handed over."""
+        """Wait until every shipped batch is handed over (each hand-over awaits its commit)."""
         while self.handing:
             await self.handing.popleft()
-        if self.committed is not None:
-            await self.committed
 
     async def abandon(self) -> None:
         """After a failure or a cancel: stop what is still on its way (the checkpoint says what
